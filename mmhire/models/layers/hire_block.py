@@ -1,0 +1,57 @@
+"""A Hire-MLP block and the convolutional stem / downsampling layers around the stages."""
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+
+from .hire_module import ConvMlp, HireModule
+
+
+class HireBlock(nn.Module):
+    """``x + drop_path(attn(norm1(x)))``, then ``x + drop_path(mlp(norm2(x)))``.
+
+    Args:
+        embed_dims (int): Channels of the block.
+        mlp_ratio (float): Hidden width of the channel MLP relative to ``embed_dims``.
+        region_size (int): Tokens per region of the Hire module.
+        shift (int): Cross-region shift of the Hire module.
+        drop_path (float): Stochastic depth rate of both residual branches.
+        pad_mode (str): Padding of the Hire module, see :class:`HireModule`.
+        norm_cfg (dict): Norm layers of the block.
+    """
+
+    def __init__(self, embed_dims, mlp_ratio=4., region_size=2, shift=0, drop_path=0.,
+                 pad_mode='circular', norm_cfg=dict(type='BN')):
+        super().__init__()
+        self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.attn = HireModule(embed_dims, region_size, shift, pad_mode, norm_cfg)
+        self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.mlp = ConvMlp(embed_dims, int(embed_dims * mlp_ratio), embed_dims)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x):
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class ConvNormAct(nn.Module):
+    """``proj`` convolution, ``norm``, ReLU: the stem (``patch_embed``) and the downsampling layers.
+
+    ``min_input`` is the smallest side the convolution accepts; smaller inputs are zero padded at
+    the bottom / right up to it, which only extends the convolution's own zero padding. This keeps
+    the released model's output wherever it runs and gives a 1x1 output for tiny inputs.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding,
+                 norm_cfg=dict(type='BN')):
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding)
+        self.norm = build_norm_layer(norm_cfg, out_channels)[1]
+        self.act = nn.ReLU()
+        self.min_input = max(kernel_size - 2 * padding, 1)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        if h < self.min_input or w < self.min_input:
+            x = F.pad(x, (0, max(self.min_input - w, 0), 0, max(self.min_input - h, 0)))
+        return self.act(self.norm(self.proj(x)))

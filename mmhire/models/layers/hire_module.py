@@ -1,0 +1,86 @@
+"""The Hire module: token mixing of Hire-MLP along height, width and channels."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+
+from .region_rearrange import PAD_MODES, crop_and_unshift, fold_regions, shift_and_pad, unfold_regions
+
+
+class ConvMlp(nn.Module):
+    """Two 1x1 convolutions with a GELU between them (``fc1`` -> GELU -> ``fc2``)."""
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int):
+        super().__init__()
+        self.fc1 = nn.Conv2d(in_channels, hidden_channels, 1)
+        self.act = nn.GELU()
+        self.fc2 = nn.Conv2d(hidden_channels, out_channels, 1)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class HireModule(nn.Module):
+    """Hierarchical rearrangement MLP (the token mixer of a Hire-MLP block).
+
+    Three branches see the same input: a height branch and a width branch that mix the tokens of
+    each region of ``region_size`` positions (after a cross-region ``shift``), and a channel branch.
+    A split-attention style ``reweight`` MLP fuses them per channel, and ``proj`` mixes the result.
+    Parameter names match the released checkpoints (``mlp_h1``, ``mlp_h1_norm``, ...).
+
+    Args:
+        embed_dims (int): Channels C of the input. Must be even (the region MLPs are C/2 wide).
+        region_size (int): Tokens per region along each axis.
+        shift (int): Cross-region shift of this block, in tokens; 0 disables it.
+        pad_mode (str): How an axis is padded to a multiple of ``region_size``:
+            ``'circular'`` (released model), ``'constant'`` (zeros) or ``'replicate'``.
+        norm_cfg (dict): Norm of the region MLPs. Defaults to ``dict(type='BN')``.
+    """
+
+    def __init__(self, embed_dims: int, region_size: int, shift: int = 0,
+                 pad_mode: str = 'circular', norm_cfg: dict = dict(type='BN')):
+        super().__init__()
+        if pad_mode not in PAD_MODES:
+            raise ValueError(f'pad_mode must be one of {PAD_MODES}, got {pad_mode!r}')
+        c, p = embed_dims, region_size
+        self.embed_dims = embed_dims
+        self.region_size = region_size
+        self.shift = shift
+        self.pad_mode = pad_mode
+
+        self.mlp_h1 = nn.Conv2d(c * p, c // 2, 1, bias=False)
+        self.mlp_h1_norm = build_norm_layer(norm_cfg, c // 2)[1]
+        self.mlp_h2 = nn.Conv2d(c // 2, c * p, 1)
+        self.mlp_w1 = nn.Conv2d(c * p, c // 2, 1, bias=False)
+        self.mlp_w1_norm = build_norm_layer(norm_cfg, c // 2)[1]
+        self.mlp_w2 = nn.Conv2d(c // 2, c * p, 1)
+        self.mlp_c = nn.Conv2d(c, c, 1)
+        self.act = nn.ReLU()
+        self.reweight = ConvMlp(c, c // 4, c * 3)
+        self.proj = nn.Conv2d(c, c, 1)
+
+    def _region_mlp(self, x, dim, fc1, norm, fc2):
+        """Mix the tokens of each region along ``dim`` (2 = height, 3 = width)."""
+        length = x.shape[dim]
+        x = shift_and_pad(x, dim, self.region_size, self.shift, self.pad_mode)
+        x = fold_regions(x, dim, self.region_size)
+        x = fc2(self.act(norm(fc1(x))))
+        x = unfold_regions(x, dim, self.region_size)
+        return crop_and_unshift(x, dim, length, self.shift)
+
+    def forward(self, x):
+        b, c = x.shape[:2]
+        h = self._region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
+        w = self._region_mlp(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
+        ch = self.mlp_c(x)
+
+        # Branch weights: reweight's 3C outputs read as (C, 3), softmax over the 3 branches.
+        a = (h + w + ch).mean(dim=(2, 3), keepdim=True)
+        a = self.reweight(a).reshape(b, c, 3).softmax(dim=2)
+        a = a.permute(2, 0, 1).unsqueeze(-1).unsqueeze(-1)  # (3, B, C, 1, 1)
+        x = h * a[0] + w * a[1] + ch * a[2]
+        return self.proj(x)
+
+    def extra_repr(self):
+        return (f'embed_dims={self.embed_dims}, region_size={self.region_size}, '
+                f'shift={self.shift}, pad_mode={self.pad_mode!r}')

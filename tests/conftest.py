@@ -1,0 +1,26 @@
+"""Shared test setup.
+
+mmseg 1.2.2's wheel installs a top-level package named ``tests``, so this suite never does
+``import tests.x``; helpers live beside this file and are imported through the path added here.
+"""
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# Tiny variants keep the CPU suite fast; widths stay even and >= 4.
+TINY_ARCH = dict(depths=[1, 2, 2, 1], embed_dims=[8, 16, 24, 32])
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    yield
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: end-to-end runs (minutes); skip with -m "not slow"')
