@@ -7,7 +7,7 @@ import argparse
 import time
 
 import torch
-from mmengine.config import Config
+from mmengine.hub import get_config
 from mmengine.registry import init_default_scope
 
 import mmhire  # noqa: F401  registers HireMLP
@@ -16,7 +16,7 @@ import mmhire  # noqa: F401  registers HireMLP
 def build_detector(arch):
     from mmdet.registry import MODELS
     from mmhire import HireMLP
-    cfg = Config.fromfile('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
+    cfg = get_config('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
     dims = HireMLP(arch=arch).embed_dims
     cfg.model.backbone = dict(type='HireMLP', arch=arch)
     cfg.model.neck.in_channels = dims
