@@ -24,3 +24,13 @@ def _deterministic():
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: end-to-end runs (minutes); skip with -m "not slow"')
+
+
+@pytest.fixture(scope='session')
+def demo_data(tmp_path_factory):
+    """Small demo COCO and ADE sets made once per session; returns their parent folder."""
+    from mmhire.datasets.demo_data import make_ade, make_coco
+    root = tmp_path_factory.mktemp('demo_data')
+    make_coco(str(root / 'demo_coco'), num_train=6, num_val=4, size=128, seed=1)
+    make_ade(str(root / 'demo_ade'), num_train=6, num_val=4, size=128, seed=1)
+    return str(root)

@@ -1,0 +1,31 @@
+# Semantic FPN, Hire-MLP-Tiny backbone, ADE20K, 512x512 crops, 40k iterations.
+# The authors' recipe: AdamW lr 2e-4, weight decay 0.05, poly (power 0.9), drop_path 0.1,
+# 4 images per GPU on 8 GPUs (32 per step), SyncBN.
+_base_ = ['mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py']
+custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
+
+arch = 'tiny'
+pretrained = 'checkpoints/hire_mlp_tiny.pth'  # the authors' released ImageNet-1K weights
+model = dict(
+    pretrained=None,  # the ResNet base sets an open-mmlab:// URL here
+    backbone=dict(
+        _delete_=True,
+        type='HireMLP',
+        arch=arch,
+        drop_path_rate=0.1,
+        norm_cfg=dict(type='SyncBN', requires_grad=True),  # reverted to BN on one process
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[64, 128, 320, 512]),
+    decode_head=dict(channels=128, num_classes=150))
+
+train_dataloader = dict(batch_size=4)
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-4, weight_decay=0.05))
+param_scheduler = [
+    dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=40000, by_epoch=False)
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
+default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4000))
+auto_scale_lr = dict(enable=True, base_batch_size=32)

@@ -1,0 +1,6 @@
+# Mask R-CNN, Hire-MLP-Base backbone, FPN, COCO 1x: the tiny recipe with the base backbone.
+_base_ = ['./maskrcnn_hire_t_fpn_1x_coco.py']
+
+arch = 'base'
+pretrained = 'checkpoints/hire_mlp_base.pth'
+model = dict(backbone=dict(arch=arch, init_cfg=dict(checkpoint=pretrained)))

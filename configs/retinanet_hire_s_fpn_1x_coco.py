@@ -1,0 +1,6 @@
+# RetinaNet, Hire-MLP-Small backbone, FPN, COCO 1x: the tiny recipe with the small backbone.
+_base_ = ['./retinanet_hire_t_fpn_1x_coco.py']
+
+arch = 'small'
+pretrained = 'checkpoints/hire_mlp_small.pth'
+model = dict(backbone=dict(arch=arch, init_cfg=dict(checkpoint=pretrained)))

@@ -1,0 +1,35 @@
+"""Loading a config the way MMDetection's and MMSegmentation's tools do, for either toolbox."""
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction  # noqa: F401  (re-exported for the tools)
+
+TOOLBOXES = ('mmdet', 'mmseg')
+
+
+def toolbox_of(cfg) -> str:
+    """``'mmdet'`` or ``'mmseg'``, from the config's ``default_scope``."""
+    scope = cfg.get('default_scope')
+    if scope not in TOOLBOXES:
+        raise ValueError(f"config's default_scope is {scope!r}; mmhire's tools run "
+                         f"MMDetection ('mmdet') and MMSegmentation ('mmseg') configs")
+    return scope
+
+
+def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
+    """Read a config, apply ``--cfg-options``, set the work dir and the distributed backend."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file not found: {path!r}')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    toolbox_of(cfg)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(path))[0])
+    if not torch.cuda.is_available():
+        # The bases ask for NCCL, which needs GPUs: multi-process CPU runs use gloo.
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    return cfg

@@ -1,0 +1,110 @@
+"""Checks the tools run before building anything, so that a missing file is one clear message.
+
+Each check raises :class:`PreflightError` with what is missing, where to get it, how to lay it
+out, and how to run without it.
+"""
+import glob
+import os.path as osp
+
+
+class PreflightError(RuntimeError):
+    pass
+
+
+DATASET_HINTS = {
+    'CocoDataset': (
+        'COCO 2017: download train2017.zip, val2017.zip and annotations_trainval2017.zip from '
+        'https://cocodataset.org/#download and unpack them as\n'
+        '    data/coco/train2017/  data/coco/val2017/  data/coco/annotations/instances_{train,val}2017.json'),
+    'ADE20KDataset': (
+        'ADE20K: download ADEChallengeData2016.zip from '
+        'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip and unpack it as\n'
+        '    data/ade/ADEChallengeData2016/images/{training,validation}/\n'
+        '    data/ade/ADEChallengeData2016/annotations/{training,validation}/'),
+}
+DEMO_HINT = ('To try the whole pipeline without it, make the demo data and use a demo config:\n'
+             '    python -m mmhire.datasets.demo_data\n'
+             '    python tools/train.py configs/demo/maskrcnn_hire_t_fpn_demo.py')
+
+
+def _datasets(dataset, where):
+    """Yield (dataset dict, config path) for a dataset and the ones it wraps."""
+    if not isinstance(dataset, dict):
+        return
+    if 'dataset' in dataset:
+        yield from _datasets(dataset['dataset'], where + '.dataset')
+    for i, d in enumerate(dataset.get('datasets', []) or []):
+        yield from _datasets(d, f'{where}.datasets.{i}')
+    if 'dataset' not in dataset and 'datasets' not in dataset:
+        yield dataset, where
+
+
+def _dataset_paths(dataset, where):
+    root = dataset.get('data_root') or ''
+    ann = dataset.get('ann_file')
+    if ann:
+        yield osp.join(root, ann), f'{where}.ann_file'
+    for key, prefix in (dataset.get('data_prefix') or {}).items():
+        if isinstance(prefix, str):
+            yield osp.join(root, prefix), f'{where}.data_prefix.{key}'
+    if root and not ann and not dataset.get('data_prefix'):
+        yield root, f'{where}.data_root'
+
+
+def check_datasets(cfg, splits=('train', 'val')):
+    """Every dataset path of the dataloaders (and evaluators) used by ``splits`` exists."""
+    missing, types = [], set()
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader:
+            continue
+        for dataset, where in _datasets(loader.get('dataset'), f'{split}_dataloader.dataset'):
+            types.add(dataset.get('type'))
+            missing += [(p, w) for p, w in _dataset_paths(dataset, where) if not osp.exists(p)]
+        evaluator = cfg.get(f'{split}_evaluator')
+        for i, metric in enumerate(evaluator if isinstance(evaluator, list) else [evaluator]):
+            if isinstance(metric, dict) and metric.get('ann_file') and \
+                    not osp.exists(metric['ann_file']):
+                missing.append((metric['ann_file'], f'{split}_evaluator.ann_file'))
+    if missing:
+        lines = '\n'.join(f'    {p}   ({w})' for p, w in dict(missing).items())
+        hints = '\n'.join(DATASET_HINTS[t] for t in sorted(types, key=str) if t in DATASET_HINTS)
+        raise PreflightError(
+            f'the dataset this config reads is missing:\n{lines}\n'
+            f'{hints or "Check data_root / ann_file / data_prefix in the config."}\n'
+            f'Data elsewhere? --cfg-options train_dataloader.dataset.data_root=PATH/ (and the same '
+            f'for val_dataloader / test_dataloader).\n{DEMO_HINT}')
+
+
+def check_pretrained(cfg):
+    """The backbone's ``init_cfg`` checkpoint exists (when it is a local path)."""
+    init_cfg = (cfg.model.get('backbone') or {}).get('init_cfg')
+    if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained':
+        return
+    path = init_cfg.get('checkpoint')
+    if not path or '://' in str(path) or osp.isfile(path):
+        return
+    arch = cfg.model.backbone.get('arch', '')
+    name = osp.basename(path)
+    raise PreflightError(
+        f'the pretrained backbone checkpoint is missing: {path}\n'
+        f"Download the authors' released ImageNet-1K weights ({name}, Hire-MLP-{arch}) from "
+        f'the Hire-MLP release page and save it as {path}\n'
+        f'or train the backbone from scratch: --cfg-options model.backbone.init_cfg=None')
+
+
+def check_checkpoint_file(path):
+    if not osp.isfile(path):
+        raise PreflightError(f'checkpoint not found: {path}\n'
+                             f'Give the .pth file tools/train.py wrote (work_dirs/<config>/...)')
+
+
+def check_work_dir_is_free(work_dir):
+    """Refuse to train into a work dir that holds checkpoints, unless resuming."""
+    found = sorted(glob.glob(osp.join(work_dir, '*.pth')))
+    if found or osp.exists(osp.join(work_dir, 'last_checkpoint')):
+        shown = ', '.join(osp.basename(f) for f in found[:5]) or 'last_checkpoint'
+        raise PreflightError(
+            f'work dir {work_dir} already holds checkpoints of an earlier run ({shown}); '
+            f'training again would overwrite them.\n'
+            f'Continue that run with --resume, or choose another --work-dir')

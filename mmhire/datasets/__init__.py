@@ -1,0 +1,1 @@
+"""Data sets made by the project itself (see :mod:`mmhire.datasets.demo_data`)."""

@@ -1,0 +1,45 @@
+"""Every shipped config builds and, shrunk, trains one iteration and evaluates on the demo data."""
+import os.path as osp
+
+import pytest
+from config_helpers import ALL_CONFIGS, ROOT, shrink
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+EXPECTED = {  # what the mission promises, so a config cannot silently disappear
+    'configs/maskrcnn_hire_s_fpn_1x_coco.py', 'configs/maskrcnn_hire_t_fpn_1x_coco.py',
+    'configs/maskrcnn_hire_b_fpn_1x_coco.py', 'configs/retinanet_hire_t_fpn_1x_coco.py',
+    'configs/retinanet_hire_s_fpn_1x_coco.py', 'configs/retinanet_hire_b_fpn_1x_coco.py',
+    'configs/fpn_hire_t_512x512_40k_ade20k.py', 'configs/fpn_hire_s_512x512_40k_ade20k.py',
+    'configs/fpn_hire_b_512x512_40k_ade20k.py', 'configs/upernet_hire_s_512x512_160k_ade20k.py',
+}
+
+
+def test_all_configs_present():
+    assert EXPECTED <= set(ALL_CONFIGS)
+
+
+@pytest.mark.parametrize('config', ALL_CONFIGS)
+def test_config_declares_what_users_need(config):
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    assert cfg.custom_imports['imports'] == ['mmhire']
+    assert cfg.model.backbone.type == 'HireMLP'
+    assert cfg.auto_scale_lr['base_batch_size'] > 0
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'
+    init_cfg = cfg.model.backbone.init_cfg
+    if not config.startswith('configs/demo/'):
+        arch = cfg.model.backbone.arch
+        assert init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/hire_mlp_{arch}.pth')
+
+
+@pytest.mark.parametrize('config', ALL_CONFIGS)
+def test_config_trains_and_evaluates(config, demo_data, tmp_path):
+    cfg = shrink(Config.fromfile(osp.join(ROOT, config)), demo_data, str(tmp_path))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 1
+    metrics = runner.val()
+    key = 'coco/bbox_mAP' if cfg.default_scope == 'mmdet' else 'mIoU'
+    assert key in metrics, metrics
+    if 'maskrcnn' in config:
+        assert 'coco/segm_mAP' in metrics

@@ -1,0 +1,95 @@
+"""Predict on an image or a folder of images and save pictures of the predictions.
+
+    python tools/image_demo.py IMG_OR_DIR CONFIG CHECKPOINT --out-dir OUT [--score-thr 0.3]
+
+Detection configs draw boxes and masks (MMDetection's DetLocalVisualizer); segmentation
+configs draw the label overlay (MMSegmentation's SegLocalVisualizer). One PNG per image.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import warnings
+
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def list_images(path):
+    if osp.isdir(path):
+        files = sorted(osp.join(path, f) for f in os.listdir(path)
+                       if f.lower().endswith(IMAGE_SUFFIXES))
+        if not files:
+            raise FileNotFoundError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in folder {path}')
+        return files
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'image not found: {path}')
+    return [path]
+
+
+def read_rgb(path):
+    import mmcv
+    img = mmcv.imread(path, channel_order='rgb')
+    if img is None or img.size == 0:
+        raise ValueError(f'{path} is not a readable image (empty or corrupted)')
+    return img
+
+
+def predict_and_draw(images, config, checkpoint, out_dir, device='cpu', score_thr=0.3):
+    """Run the model on every image and write ``<out_dir>/<name>.png``; returns the paths."""
+    from mmengine.config import Config
+
+    from mmhire.apis import toolbox_of
+    cfg = Config.fromfile(config)
+    toolbox = toolbox_of(cfg)
+    os.makedirs(out_dir, exist_ok=True)
+    if toolbox == 'mmdet':
+        from mmdet.apis import inference_detector, init_detector
+        from mmdet.registry import VISUALIZERS
+        model = init_detector(cfg, checkpoint, device=device)
+        infer = inference_detector
+    else:
+        from mmseg.apis import inference_model, init_model
+        from mmseg.registry import VISUALIZERS
+        model = init_model(cfg, checkpoint, device=device)
+        infer = inference_model
+    visualizer = VISUALIZERS.build(dict(model.cfg.visualizer, name='mmhire_image_demo',
+                                        vis_backends=None))
+    visualizer.dataset_meta = model.dataset_meta
+    written = []
+    for path in images:
+        img = read_rgb(path)
+        result = infer(model, img[..., ::-1].copy())  # the models read BGR, like the datasets
+        out_file = osp.join(out_dir, osp.splitext(osp.basename(path))[0] + '.png')
+        kwargs = dict(pred_score_thr=score_thr) if toolbox == 'mmdet' else {}
+        visualizer.add_datasample(osp.basename(path), img, data_sample=result, draw_gt=False,
+                                  show=False, out_file=out_file, **kwargs)
+        written.append(out_file)
+    return written
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('img', help='an image file or a folder of images')
+    parser.add_argument('config')
+    parser.add_argument('checkpoint')
+    parser.add_argument('--out-dir', default='outputs', help='where the PNGs go')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--score-thr', type=float, default=0.3, help='detection score threshold')
+    args = parser.parse_args(argv)
+    try:
+        images = list_images(args.img)
+        if not osp.isfile(args.checkpoint):
+            raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+        written = predict_and_draw(images, args.config, args.checkpoint, args.out_dir,
+                                   args.device, args.score_thr)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f'error: {e}')
+    for f in written:
+        print(f)
+
+
+if __name__ == '__main__':
+    main()
