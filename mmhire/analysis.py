@@ -3,6 +3,7 @@ import torch
 
 from mmhire.models import HireMLP
 
+
 # What the released classifier adds on top of the backbone: BN on the last stage + Linear head.
 def classifier_params(last_dims: int, num_classes: int = 1000) -> int:
     return 2 * last_dims + (last_dims + 1) * num_classes
@@ -23,3 +24,45 @@ def backbone_complexity(arch='tiny', shape=(224, 224), out_norm=False, **kwargs)
         total = macs.total()
     return dict(arch=arch, shape=tuple(shape), params=params,
                 params_with_head=params + classifier_params(model.embed_dims[-1]), macs=total)
+
+
+def model_complexity(cfg, shape=(800, 1333)) -> dict:
+    """Params and MACs of a whole detector / segmentor config at one input shape (H, W)."""
+    from mmengine.analysis import FlopAnalyzer
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import DefaultScope
+
+    from mmhire.apis import toolbox_of
+    toolbox = toolbox_of(cfg)
+    cfg.model.setdefault('backbone', {})['init_cfg'] = None
+    if toolbox == 'mmseg':
+        cfg.model.pretrained = None
+    h, w = shape
+    with DefaultScope.overwrite_default_scope(toolbox):
+        if toolbox == 'mmdet':
+            from mmdet.registry import MODELS
+            from mmdet.structures import DetDataSample as Sample
+        else:
+            from mmseg.registry import MODELS
+            from mmseg.structures import SegDataSample as Sample
+        model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
+        meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                    batch_input_shape=(h, w), scale_factor=(1., 1.))
+        samples = [Sample(metainfo=meta)]
+
+        class Tensorize(torch.nn.Module):
+            """Feeds the model's plain forward pass (no loss, no post-processing)."""
+
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                return self.inner._forward(x, samples)
+
+        params = sum(p.numel() for p in model.parameters())
+        with torch.no_grad():
+            analyzer = FlopAnalyzer(Tensorize(model), (torch.randn(1, 3, h, w),))
+            analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            macs = analyzer.total()
+    return dict(params=params, macs=macs, shape=(h, w))

@@ -12,6 +12,7 @@ import sys
 import warnings
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+from mmengine.config import DictAction  # noqa: E402
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -36,12 +37,15 @@ def read_rgb(path):
     return img
 
 
-def predict_and_draw(images, config, checkpoint, out_dir, device='cpu', score_thr=0.3):
+def predict_and_draw(images, config, checkpoint, out_dir, device='cpu', score_thr=0.3,
+                     cfg_options=None):
     """Run the model on every image and write ``<out_dir>/<name>.png``; returns the paths."""
     from mmengine.config import Config
 
     from mmhire.apis import toolbox_of
     cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     toolbox = toolbox_of(cfg)
     os.makedirs(out_dir, exist_ok=True)
     if toolbox == 'mmdet':
@@ -78,13 +82,15 @@ def main(argv=None):
     parser.add_argument('--out-dir', default='outputs', help='where the PNGs go')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--score-thr', type=float, default=0.3, help='detection score threshold')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings (as given to tools/train.py)')
     args = parser.parse_args(argv)
     try:
         images = list_images(args.img)
         if not osp.isfile(args.checkpoint):
             raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
         written = predict_and_draw(images, args.config, args.checkpoint, args.out_dir,
-                                   args.device, args.score_thr)
+                                   args.device, args.score_thr, args.cfg_options)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     for f in written:

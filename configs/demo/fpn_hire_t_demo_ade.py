@@ -33,6 +33,6 @@ param_scheduler = [
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 default_hooks = dict(logger=dict(interval=20),
-                     checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+                     checkpoint=dict(interval=max_iters))
 auto_scale_lr = dict(enable=True, base_batch_size=4)
 randomness = dict(seed=0)

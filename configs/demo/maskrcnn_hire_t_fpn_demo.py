@@ -64,6 +64,6 @@ param_scheduler = [
 ]
 auto_scale_lr = dict(enable=True, base_batch_size=4)  # the lr above is for 4 images per step
 default_hooks = dict(logger=dict(interval=10),
-                     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+                     checkpoint=dict(interval=max_epochs))
 log_processor = dict(window_size=10)
 randomness = dict(seed=0)

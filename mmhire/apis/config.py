@@ -32,4 +32,21 @@ def load_config(path, cfg_options=None, work_dir=None, launcher='none'):
     if not torch.cuda.is_available():
         # The bases ask for NCCL, which needs GPUs: multi-process CPU runs use gloo.
         cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+        if launcher == 'pytorch':
+            init_cpu_process_group(cfg)
     return cfg
+
+
+def init_cpu_process_group(cfg):
+    """Start torchrun's process group on gloo, for machines without GPUs.
+
+    mmengine 0.10's ``pytorch`` launcher always calls ``torch.cuda.set_device``, which a CPU-only
+    torch cannot do. The Runner skips its own initialisation when a process group exists, so
+    creating it here lets the same ``dist_train.sh`` work on CPUs; DDP then gets no device ids.
+    """
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
+    wrapper.setdefault('device_ids', None)
+    cfg.model_wrapper_cfg = wrapper

@@ -1,7 +1,8 @@
 """Self-made demo datasets: simple shapes on varied backgrounds, deterministic from a seed.
 
 * ``coco``: a COCO-format instance segmentation set (``train/``, ``val/``,
-  ``annotations/instances_{train,val}.json``, polygon masks) of three classes.
+  ``annotations/instances_{train,val}.json``) of three classes. Masks are compressed RLE of the
+  exact pixels painted, so training and evaluation see precisely the drawn shapes.
 * ``ade``: an ADE20K-layout semantic segmentation set (``images/{training,validation}/*.jpg``,
   ``annotations/{training,validation}/*.png``) read by mmseg's own ``ADE20KDataset``. As in
   ADE20K, label 0 means "not labelled" (a thin band around every shape here), which
@@ -22,6 +23,7 @@ import shutil
 
 import cv2
 import numpy as np
+from pycocotools import mask as mask_utils
 
 CLASSES = ('square', 'circle', 'triangle')
 PALETTE = [(220, 20, 60), (0, 130, 230), (250, 170, 30)]
@@ -159,14 +161,13 @@ def make_coco(out_dir, num_train=300, num_val=50, size=256, seed=0, overwrite=Fa
                         [cv2.IMWRITE_JPEG_QUALITY, 95])
             images.append(dict(id=image_id, file_name=file_name, height=h, width=w))
             for cls, poly in shapes:
-                mask = polygon_mask(poly, h, w)
-                ys, xs = np.nonzero(mask)
-                x0, y0 = float(xs.min()), float(ys.min())
+                rle = mask_utils.encode(np.asfortranarray(polygon_mask(poly, h, w)))
+                rle['counts'] = rle['counts'].decode('ascii')
                 annotations.append(dict(
                     id=ann_id, image_id=image_id, category_id=cls + 1, iscrowd=0,
-                    area=float(mask.sum()),
-                    bbox=[x0, y0, float(xs.max()) + 1 - x0, float(ys.max()) + 1 - y0],
-                    segmentation=[poly.flatten().tolist()]))
+                    area=float(mask_utils.area(rle)),
+                    bbox=[float(v) for v in mask_utils.toBbox(rle)],
+                    segmentation=rle))
                 ann_id += 1
         with open(osp.join(out_dir, 'annotations', f'instances_{split}.json'), 'w') as f:
             json.dump(dict(images=images, annotations=annotations, categories=categories), f)

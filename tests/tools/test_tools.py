@@ -1,0 +1,173 @@
+"""The command-line tools as users run them (subprocesses), on the demo data."""
+import json
+import os
+import os.path as osp
+import pickle
+import subprocess
+import sys
+
+import pytest
+from config_helpers import ROOT
+
+DEMO_CFG = 'configs/demo/maskrcnn_hire_t_fpn_demo.py'
+SEG_DEMO_CFG = 'configs/demo/fpn_hire_t_demo_ade.py'
+
+
+TINY_ARCH = "dict(_delete_=True, depths=[1, 1, 1, 1], embed_dims=[64, 128, 320, 512])"
+
+
+def write_tiny_config(tmp_path, base, demo_root):
+    """A user-style config inheriting a demo config: depth-1 backbone, a few demo images."""
+    if 'maskrcnn' in base:
+        coco = osp.join(demo_root, 'demo_coco')
+        ann = osp.join(coco, 'annotations', 'instances_val.json')
+        body = f"""
+data_root = {coco + '/'!r}
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, indices=4))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, indices=2))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file={ann!r})
+test_evaluator = val_evaluator
+train_cfg = dict(max_epochs=1, val_interval=100)
+"""
+    else:
+        ade = osp.join(demo_root, 'demo_ade')
+        body = f"""
+train_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(data_root={ade!r}))
+val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(data_root={ade!r}))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters=2, val_interval=100)
+default_hooks = dict(checkpoint=dict(interval=2))
+"""
+    path = tmp_path / ('tiny_' + osp.basename(base))
+    path.write_text(f"_base_ = [{osp.join(ROOT, base)!r}]\n"
+                    f"model = dict(backbone=dict(arch={TINY_ARCH}))\n" + body)
+    return str(path)
+
+
+def run(args, **kw):
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env, **kw)
+
+
+@pytest.mark.slow
+def test_train_then_test_then_draw(demo_data, tmp_path):
+    work = str(tmp_path / 'work')
+    cfg = write_tiny_config(tmp_path, DEMO_CFG, demo_data)
+    out = run(['tools/train.py', cfg, '--work-dir', work])
+    assert out.returncode == 0, out.stderr[-3000:]
+    with open(osp.join(work, 'last_checkpoint')) as f:
+        ckpt = f.read().strip()
+    assert osp.isfile(ckpt) and ckpt.endswith('epoch_1.pth')
+
+    # training again into the same dir refuses instead of overwriting the checkpoint
+    again = run(['tools/train.py', cfg, '--work-dir', work])
+    assert again.returncode != 0 and 'already holds checkpoints' in again.stderr
+    assert osp.getmtime(ckpt) == osp.getmtime(osp.join(work, 'epoch_1.pth'))
+
+    # --resume continues the same run (and needs one more epoch to do anything)
+    resumed = run(['tools/train.py', cfg, '--work-dir', work, '--resume',
+                   '--cfg-options', 'train_cfg.max_epochs=2'])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 'resumed epoch: 1' in (resumed.stdout + resumed.stderr)
+    assert osp.isfile(osp.join(work, 'epoch_2.pth')) and osp.isfile(ckpt)
+
+    results, show = str(tmp_path / 'results.pkl'), str(tmp_path / 'show')
+    tested = run(['tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'test'),
+                  '--out', results, '--show-dir', show])
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    assert 'coco/bbox_mAP' in tested.stdout + tested.stderr
+    assert 'coco/segm_mAP' in tested.stdout + tested.stderr
+    with open(results, 'rb') as f:
+        assert len(pickle.load(f)) == 2  # one result per test image
+    assert len([f for f in os.listdir(show) if f.endswith('.jpg')]) == 2
+
+    drawn = run(['tools/image_demo.py', osp.join(demo_data, 'demo_coco', 'val'), cfg, ckpt,
+                 '--out-dir', str(tmp_path / 'png')])
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    pngs = sorted(os.listdir(tmp_path / 'png'))
+    assert len(pngs) == 4 and all(p.endswith('.png') for p in pngs)
+
+
+@pytest.mark.slow
+def test_segmentation_train_test_and_draw(demo_data, tmp_path):
+    ade = osp.join(demo_data, 'demo_ade')
+    cfg = write_tiny_config(tmp_path, SEG_DEMO_CFG, demo_data)
+    work = str(tmp_path / 'work')
+    out = run(['tools/train.py', cfg, '--work-dir', work])
+    assert out.returncode == 0, out.stderr[-3000:]
+    ckpt = osp.join(work, 'iter_2.pth')
+    tested = run(['tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path / 't'),
+                  '--out', str(tmp_path / 'labels')])
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    assert 'mIoU' in tested.stdout + tested.stderr
+    assert len(os.listdir(tmp_path / 'labels')) == 4
+    val_dir = osp.join(ade, 'images', 'validation')
+    img = osp.join(val_dir, sorted(os.listdir(val_dir))[0])
+    drawn = run(['tools/image_demo.py', img, cfg, ckpt, '--out-dir', str(tmp_path / 'png')])
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    assert len(os.listdir(tmp_path / 'png')) == 1
+
+
+@pytest.mark.slow
+def test_dist_train_two_processes_on_cpu(demo_data, tmp_path):
+    work = str(tmp_path / 'work')
+    env = dict(os.environ, PYTHON=sys.executable, PORT='29517', PYTHONWARNINGS='ignore',
+               OMP_NUM_THREADS='1')
+    cfg = write_tiny_config(tmp_path, DEMO_CFG, demo_data)
+    out = subprocess.run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', work],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    logs = out.stdout + out.stderr
+    assert 'world_size: 2' in logs or 'Distributed launcher: pytorch' in logs
+    # 4 images, 2 per process per step, 2 processes: one iteration per epoch
+    assert 'Epoch(train) [1][1/1]' in logs
+    assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+
+
+def test_missing_dataset_message(tmp_path):
+    out = run(['tools/train.py', 'configs/maskrcnn_hire_s_fpn_1x_coco.py', '--work-dir',
+               str(tmp_path), '--cfg-options', f'train_dataloader.dataset.data_root={tmp_path}/x/'])
+    assert out.returncode == 1
+    err = out.stderr
+    assert 'the dataset this config reads is missing' in err
+    assert 'annotations/instances_train2017.json' in err and 'cocodataset.org' in err
+    assert 'python -m mmhire.datasets.demo_data' in err
+    assert 'Traceback' not in err
+    seg = run(['tools/train.py', 'configs/upernet_hire_s_512x512_160k_ade20k.py'])
+    assert seg.returncode == 1 and 'ADEChallengeData2016' in seg.stderr
+    assert 'Traceback' not in seg.stderr
+
+
+def test_missing_pretrained_message(demo_data, tmp_path):
+    coco = osp.join(demo_data, 'demo_coco')
+    out = run(['tools/train.py', 'configs/maskrcnn_hire_s_fpn_1x_coco.py', '--work-dir',
+               str(tmp_path), '--cfg-options', f'train_dataloader.dataset.data_root={coco}/',
+               'train_dataloader.dataset.ann_file=annotations/instances_train.json',
+               'train_dataloader.dataset.data_prefix.img=train/',
+               f'val_dataloader.dataset.data_root={coco}/',
+               'val_dataloader.dataset.ann_file=annotations/instances_val.json',
+               'val_dataloader.dataset.data_prefix.img=val/',
+               f'val_evaluator.ann_file={coco}/annotations/instances_val.json'])
+    assert out.returncode == 1
+    assert 'pretrained backbone checkpoint is missing: checkpoints/hire_mlp_small.pth' in out.stderr
+    assert 'model.backbone.init_cfg=None' in out.stderr
+    assert 'Traceback' not in out.stderr
+
+
+def test_missing_checkpoint_and_config_messages(tmp_path):
+    out = run(['tools/test.py', DEMO_CFG, str(tmp_path / 'nope.pth')])
+    assert out.returncode == 1 and 'checkpoint not found' in out.stderr
+    out = run(['tools/train.py', 'configs/nope.py'])
+    assert out.returncode == 1 and 'config file not found' in out.stderr
+    assert 'Traceback' not in out.stderr
+
+
+def test_get_flops_on_a_config():
+    out = run(['tools/get_flops.py', '--config', 'configs/retinanet_hire_t_fpn_1x_coco.py',
+               '--shape', '128', '160'])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'retinanet_hire_t_fpn_1x_coco' in out.stdout and 'GMACs' in out.stdout
