@@ -1,13 +1,13 @@
 # The demo: configs/maskrcnn_hire_t_fpn_1x_coco.py trained from scratch on the self-made shapes
 # set (python -m mmhire.datasets.demo_data), sized for a 2-core CPU in about 12 minutes.
-# Same detector and HireMLP-T backbone; changed: data, image scale (256), schedule, head widths
+# Same detector and HireMLP-T backbone; changed: data, image scale (224), schedule, head widths
 # (FPN / heads 128 channels, 2 mask convs) and RoI sampling (128 per image).
 _base_ = ['../maskrcnn_hire_t_fpn_1x_coco.py']
 
 data_root = 'data/demo_coco/'
 metainfo = dict(classes=('square', 'circle', 'triangle'),
                 palette=[(220, 20, 60), (0, 130, 230), (250, 170, 30)])
-image_scale = (256, 256)
+image_scale = (224, 224)
 width = 128
 num_classes = 3
 

@@ -61,6 +61,9 @@ class HireMLP(BaseModule):
             eval mode.
         norm_eval (bool): Keep every BatchNorm in eval mode during training (frozen statistics).
         with_cp (bool): Gradient checkpointing per block, saving memory for recomputation.
+        fast (bool): Compute the Hire modules' region MLPs as strided convolutions over views of
+            their weights (no fold / unfold copies; in eval the region BN is folded into the
+            convolution). Same parameters and results; ``False`` selects the plain path.
         pretrained (str, optional): Deprecated, use ``init_cfg=dict(type='Pretrained',
             checkpoint=...)``.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` loads a released
@@ -88,6 +91,7 @@ class HireMLP(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 fast: bool = True,
                  pretrained: str = None,
                  init_cfg=None):
         if pretrained is not None:
@@ -135,7 +139,8 @@ class HireMLP(BaseModule):
                     shift=(j % s['shift_periods'][i]) * s['shift_steps'][i],
                     drop_path=dpr[first_block + j],
                     pad_mode=pad_mode,
-                    norm_cfg=norm_cfg) for j in range(self.depths[i])
+                    norm_cfg=norm_cfg,
+                    fast=fast) for j in range(self.depths[i])
             ]
             self.network.append(nn.Sequential(*blocks))
             first_block += self.depths[i]

@@ -1,8 +1,8 @@
 """The Hire module: token mixing of Hire-MLP along height, width and channels."""
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .region_rearrange import PAD_MODES, crop_and_unshift, fold_regions, shift_and_pad, unfold_regions
 
@@ -35,10 +35,14 @@ class HireModule(nn.Module):
         pad_mode (str): How an axis is padded to a multiple of ``region_size``:
             ``'circular'`` (released model), ``'constant'`` (zeros) or ``'replicate'``.
         norm_cfg (dict): Norm of the region MLPs. Defaults to ``dict(type='BN')``.
+        fast (bool): Compute the region MLPs as strided (transposed) convolutions over views
+            of the same weights instead of folding regions into channels with copies; same
+            parameters, same results. ``False`` keeps the plain path (the test oracle).
     """
 
     def __init__(self, embed_dims: int, region_size: int, shift: int = 0,
-                 pad_mode: str = 'circular', norm_cfg: dict = dict(type='BN')):
+                 pad_mode: str = 'circular', norm_cfg: dict = dict(type='BN'),
+                 fast: bool = True):
         super().__init__()
         if pad_mode not in PAD_MODES:
             raise ValueError(f'pad_mode must be one of {PAD_MODES}, got {pad_mode!r}')
@@ -47,6 +51,7 @@ class HireModule(nn.Module):
         self.region_size = region_size
         self.shift = shift
         self.pad_mode = pad_mode
+        self.fast = fast
 
         self.mlp_h1 = nn.Conv2d(c * p, c // 2, 1, bias=False)
         self.mlp_h1_norm = build_norm_layer(norm_cfg, c // 2)[1]
@@ -68,10 +73,38 @@ class HireModule(nn.Module):
         x = unfold_regions(x, dim, self.region_size)
         return crop_and_unshift(x, dim, length, self.shift)
 
+    def _region_mlp_fast(self, x, dim, fc1, norm, fc2):
+        """:meth:`_region_mlp` without the fold / unfold copies.
+
+        Folding ``p`` positions into channels (channel ``c * p + i``) and applying a 1x1 conv is a
+        ``p``-long convolution with stride ``p`` whose kernel is the same weight viewed as
+        ``(C/2, C, p)``. The second 1x1 conv followed by the unfold is the matching transposed
+        convolution, plus a bias that depends on the position inside the region.
+        """
+        length = x.shape[dim]
+        p, c = self.region_size, self.embed_dims
+        kernel = (p, 1) if dim == 2 else (1, p)
+        x = shift_and_pad(x, dim, p, self.shift, self.pad_mode)
+        w1 = fc1.weight.view(c // 2, c, *kernel)
+        if not self.training and isinstance(norm, _BatchNorm) and norm.track_running_stats:
+            # eval: BN is an affine map, folded exactly into the convolution
+            scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+            y = F.conv2d(x, w1 * scale.view(-1, 1, 1, 1), norm.bias - norm.running_mean * scale,
+                         stride=kernel)
+        else:
+            y = norm(F.conv2d(x, w1, stride=kernel))
+        y = self.act(y)
+        w2 = fc2.weight.view(c, p, c // 2).permute(2, 0, 1).reshape(c // 2, c, *kernel)
+        z = F.conv_transpose2d(y, w2, stride=kernel)
+        bias = fc2.bias.view(1, c, p, 1) if dim == 2 else fc2.bias.view(1, c, 1, p)
+        z = (z.unflatten(dim, (-1, p)) + bias.unsqueeze(dim)).flatten(dim, dim + 1)
+        return crop_and_unshift(z, dim, length, self.shift)
+
     def forward(self, x):
         b, c = x.shape[:2]
-        h = self._region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
-        w = self._region_mlp(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
+        region_mlp = self._region_mlp_fast if self.fast else self._region_mlp
+        h = region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
+        w = region_mlp(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
         ch = self.mlp_c(x)
 
         # Branch weights: reweight's 3C outputs read as (C, 3), softmax over the 3 branches.
@@ -83,4 +116,4 @@ class HireModule(nn.Module):
 
     def extra_repr(self):
         return (f'embed_dims={self.embed_dims}, region_size={self.region_size}, '
-                f'shift={self.shift}, pad_mode={self.pad_mode!r}')
+                f'shift={self.shift}, pad_mode={self.pad_mode!r}, fast={self.fast}')

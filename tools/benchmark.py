@@ -1,0 +1,268 @@
+"""Speed and memory of HireMLP (fast and plain paths) against ResNet-50, Swin-T and PVTv2-b2.
+
+    python tools/benchmark.py                                  # 1x3x800x1216, 2 threads
+    python tools/benchmark.py --size 512 512 --batch 2 --threads 4 --png bench.png
+    python tools/benchmark.py --scaling 224 448 672 896 1120 1344 --png scaling.png
+    python tools/benchmark.py --device cuda --amp              # GPU, synchronised timing
+
+For every backbone it reports params, MACs at the input size, median inference latency, median
+training-step time (forward + backward), peak memory of each, and the achieved rate
+(2 x MACs / time) as a share of this machine's float32 matrix-multiply rate, which is measured
+in the same run. Each (model, mode) runs in a fresh process, so on CPU "peak memory" is that
+process's peak resident memory above what it held once the model was built; on CUDA it is
+``torch.cuda.max_memory_allocated``. Compare ratios within one run: these machines are shared.
+"""
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+import warnings
+
+warnings.filterwarnings('ignore')
+
+MODELS = ('hire_s_fast', 'hire_s_plain', 'resnet50', 'swin_t', 'pvtv2_b2')
+LABELS = {'hire_s_fast': 'HireMLP-S (fast)', 'hire_s_plain': 'HireMLP-S (plain)',
+          'resnet50': 'ResNet-50', 'swin_t': 'Swin-T', 'pvtv2_b2': 'PVTv2-b2'}
+
+
+def build(name):
+    """The backbone, as MMDetection builds it for its detectors (random init, no download)."""
+    if name.startswith('hire'):
+        from mmhire import HireMLP
+        return HireMLP(arch=name.split('_')[1], fast=name.endswith('fast'))
+    from mmdet.models.backbones import (PyramidVisionTransformerV2, ResNet,
+                                        SwinTransformer)
+    if name == 'resnet50':
+        return ResNet(depth=50, out_indices=(0, 1, 2, 3))
+    if name == 'swin_t':
+        return SwinTransformer(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24),
+                               window_size=7, out_indices=(0, 1, 2, 3))
+    if name == 'pvtv2_b2':
+        return PyramidVisionTransformerV2(embed_dims=64, num_layers=[3, 4, 6, 3])
+    raise ValueError(f'unknown model {name!r}; choose from {MODELS}')
+
+
+def peak_rss_mb():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb():
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def measure(job):
+    """Runs in its own process: time one model in one mode; returns a dict."""
+    import torch
+    name, mode, shape, batch, threads, warmup, repeats, device, amp = job
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build(name).to(device)
+    x = torch.randn(batch, 3, *shape, device=device)
+    cuda = device.startswith('cuda')
+    if mode == 'infer':
+        model.eval()
+    else:
+        model.train()
+    if not cuda:
+        # RSS can only grow as far as its peak: force a fresh high-water mark after building
+        base = current_rss_mb()
+    else:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated() / 2**20
+
+    def step():
+        with torch.autocast(device_type='cuda' if cuda else 'cpu', enabled=amp,
+                            dtype=torch.float16 if cuda else torch.bfloat16):
+            if mode == 'infer':
+                with torch.no_grad():
+                    model(x)
+            else:
+                outs = model(x)
+                sum(o.float().mean() for o in outs).backward()
+                model.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+
+    times = []
+    for i in range(warmup + repeats):
+        t = time.perf_counter()
+        step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb()) - base
+    return dict(model=name, mode=mode, median=statistics.median(times), peak_mb=max(peak, 0.0))
+
+
+def complexity(name, shape):
+    import torch
+    from mmengine.analysis import FlopAnalyzer
+    model = build(name).eval()
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(model, (torch.randn(1, 3, *shape),))
+        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        macs = analyzer.total()
+    return sum(p.numel() for p in model.parameters()), macs
+
+
+def matmul_rate(threads, device, n=2048, repeats=10):
+    """This machine's float32 matrix-multiply rate (FLOP/s, median of ``repeats``)."""
+    import torch
+    torch.set_num_threads(threads)
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    times = []
+    for i in range(repeats + 2):
+        t = time.perf_counter()
+        a @ b
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        if i >= 2:
+            times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(times)
+
+
+def run_jobs(jobs):
+    ctx = mp.get_context('spawn')
+    results = []
+    for job in jobs:  # one at a time: they would compete for the same cores
+        with ctx.Pool(1) as pool:
+            results.append(pool.apply(measure, (job,)))
+        print(f"  {LABELS[job[0]]:18s} {job[1]:5s} {job[2][0]}x{job[2][1]}: "
+              f"{results[-1]['median'] * 1e3:8.1f} ms, peak {results[-1]['peak_mb']:7.0f} MB",
+              file=sys.stderr, flush=True)
+    return results
+
+
+def main_table(args):
+    shape = tuple(args.size)
+    modes = ['infer'] + ([] if args.no_train else ['train'])
+    jobs = [(m, mode, shape, args.batch, args.threads, args.warmup, args.repeats, args.device,
+             args.amp) for m in args.models for mode in modes]
+    rate = matmul_rate(args.threads, args.device)
+    results = {(r['model'], r['mode']): r for r in run_jobs(jobs)}
+    print(f'\nBackbones at {args.batch}x3x{shape[0]}x{shape[1]}, {args.threads} threads, '
+          f'{args.device}{" AMP" if args.amp else ""}, median of {args.repeats} after '
+          f'{args.warmup} warm-up; float32 matmul rate {rate / 1e9:.1f} GFLOP/s\n')
+    header = ('| backbone | params (M) | GMACs | inference (ms) | achieved | '
+              'infer peak (MB) |')
+    if 'train' in modes:
+        header += ' train step (ms) | train peak (MB) |'
+    print(header)
+    print('|' + '---|' * (header.count('|') - 1))
+    rows = []
+    for m in args.models:
+        params, macs = complexity(m, shape)
+        inf = results[(m, 'infer')]
+        flops = 2 * macs * args.batch
+        line = (f"| {LABELS[m]} | {params / 1e6:.1f} | {macs / 1e9:.1f} | "
+                f"{inf['median'] * 1e3:.0f} | {flops / inf['median'] / rate:.0%} | "
+                f"{inf['peak_mb']:.0f} |")
+        row = dict(model=m, params=params, macs=macs, infer=inf['median'],
+                   infer_peak=inf['peak_mb'])
+        if 'train' in modes:
+            tr = results[(m, 'train')]
+            line += f" {tr['median'] * 1e3:.0f} | {tr['peak_mb']:.0f} |"
+            row.update(train=tr['median'], train_peak=tr['peak_mb'])
+        rows.append(row)
+        print(line)
+    by = {r['model']: r for r in rows}
+    if {'hire_s_fast', 'hire_s_plain'} <= set(by):
+        f, p = by['hire_s_fast'], by['hire_s_plain']
+        print(f"\nHireMLP-S fast vs plain: inference {p['infer'] / f['infer']:.2f}x faster"
+              + (f", training step {p['train'] / f['train']:.2f}x faster, training peak memory "
+                 f"{f['train_peak'] / max(p['train_peak'], 1e-9):.2f}x of plain"
+                 if 'train' in f else ''))
+    if {'hire_s_fast', 'resnet50'} <= set(by):
+        f, r = by['hire_s_fast'], by['resnet50']
+        print(f"HireMLP-S fast vs ResNet-50: inference {r['infer'] / f['infer']:.2f}x"
+              + (f", training step {r['train'] / f['train']:.2f}x" if 'train' in f else '')
+              + ' (>1 means HireMLP-S is faster)')
+    if args.png:
+        plot_bars(rows, args.png, shape)
+
+
+def plot_bars(rows, path, shape):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    keys = [('infer', 'inference (ms)'), ('train', 'train step (ms)'),
+            ('infer_peak', 'inference peak (MB)'), ('train_peak', 'train peak (MB)')]
+    keys = [k for k in keys if k[0] in rows[0]]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.5))
+    for ax, (key, title) in zip(axes, keys):
+        scale = 1e3 if key in ('infer', 'train') else 1
+        ax.barh([LABELS[r['model']] for r in rows], [r[key] * scale for r in rows])
+        ax.set_title(title)
+        ax.invert_yaxis()
+    fig.suptitle(f'Backbones at {shape[0]}x{shape[1]}')
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f'chart: {path}')
+
+
+def main_scaling(args):
+    sizes = [(s, s) for s in args.scaling] + [(800, 1333)]
+    jobs = [(m, 'infer', size, args.batch, args.threads, args.warmup, args.repeats, args.device,
+             args.amp) for size in sizes for m in args.models]
+    results = run_jobs(jobs)
+    table = {(r['model'], i // len(args.models)): r for i, r in enumerate(results)}
+    print(f'\nInference latency (ms) / peak memory (MB), batch {args.batch}, {args.threads} '
+          f'threads, {args.device}, median of {args.repeats}\n')
+    print('| input | ' + ' | '.join(LABELS[m] for m in args.models) + ' |')
+    print('|---|' + '---|' * len(args.models))
+    for i, size in enumerate(sizes):
+        cells = [f"{table[(m, i)]['median'] * 1e3:.0f} / {table[(m, i)]['peak_mb']:.0f}"
+                 for m in args.models]
+        print(f'| {size[0]}x{size[1]} | ' + ' | '.join(cells) + ' |')
+    if args.png:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        pixels = [h * w / 1e6 for h, w in sizes]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+        for m in args.models:
+            a1.plot(pixels, [table[(m, i)]['median'] * 1e3 for i in range(len(sizes))], 'o-',
+                    label=LABELS[m])
+            a2.plot(pixels, [table[(m, i)]['peak_mb'] for i in range(len(sizes))], 'o-',
+                    label=LABELS[m])
+        a1.set(xlabel='megapixels', ylabel='inference latency (ms)')
+        a2.set(xlabel='megapixels', ylabel='inference peak memory (MB)')
+        a1.legend()
+        fig.tight_layout()
+        fig.savefig(args.png, dpi=100)
+        print(f'chart: {args.png}')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--size', type=int, nargs=2, default=(800, 1216), metavar=('H', 'W'))
+    parser.add_argument('--batch', type=int, default=1)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--amp', action='store_true', help='autocast (fp16 on CUDA, bf16 on CPU)')
+    parser.add_argument('--no-train', action='store_true', help='inference only')
+    parser.add_argument('--scaling', type=int, nargs='+', metavar='SIDE',
+                        help='resolution-scaling report over these square sizes (+ 800x1333)')
+    parser.add_argument('--png', help='save a chart here')
+    args = parser.parse_args(argv)
+    if args.device.startswith('cuda'):
+        import torch
+        if not torch.cuda.is_available():
+            sys.exit('error: --device cuda but no CUDA GPU is visible')
+    if args.scaling:
+        main_scaling(args)
+    else:
+        main_table(args)
+
+
+if __name__ == '__main__':
+    main()
