@@ -56,6 +56,7 @@ def main(argv=None):
     parser.add_argument('--work-dir', help='default: work_dirs/demo/<date_time>')
     parser.add_argument('--epochs', type=int, help="override the config's max_epochs")
     parser.add_argument('--num-draw', type=int, default=4, help='val images to draw')
+    parser.add_argument('--score-thr', type=float, default=0.5, help='drawing threshold')
     parser.add_argument('--seed', type=int, default=0, help='demo data seed')
     args = parser.parse_args(argv)
     os.chdir(ROOT)
@@ -99,7 +100,7 @@ def main(argv=None):
     images = sorted(os.listdir(val_dir))[:args.num_draw]
     drawn = load_tool('image_demo').predict_and_draw(
         [osp.join(val_dir, i) for i in images], args.config, checkpoint,
-        osp.join(work_dir, 'predictions'))
+        osp.join(work_dir, 'predictions'), score_thr=args.score_thr)
     picture = osp.join(work_dir, 'demo_predictions.png')
     grid(drawn, picture)
     timings['draw'] = time.time() - t

@@ -4,13 +4,12 @@
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 """
 import argparse
-import os
 import os.path as osp
 import sys
 import warnings
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-from mmengine.config import DictAction  # noqa: E402
+from mmhire.apis import add_runner_args, parse_runner_args  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -24,14 +23,7 @@ def parse_args(argv=None):
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
     parser.add_argument('--show-dir', help='save pictures of the predictions in this dir')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds per shown image')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(add_runner_args(parser), argv)
 
 
 def main(argv=None):

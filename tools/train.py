@@ -10,7 +10,7 @@ import sys
 import warnings
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-from mmengine.config import DictAction  # noqa: E402
+from mmhire.apis import add_runner_args, parse_runner_args  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -25,14 +25,7 @@ def parse_args(argv=None):
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the given checkpoint, or without a value from the '
                              'latest checkpoint in the work dir')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. model.backbone.init_cfg=None')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher (dist_train.sh sets pytorch)')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(add_runner_args(parser), argv)
 
 
 def main(argv=None):

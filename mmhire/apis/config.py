@@ -1,10 +1,27 @@
 """Loading a config the way MMDetection's and MMSegmentation's tools do, for either toolbox."""
+import os
 import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction  # noqa: F401  (re-exported for the tools)
 
 TOOLBOXES = ('mmdet', 'mmseg')
+
+
+def add_runner_args(parser):
+    """The arguments tools/train.py and tools/test.py share, as MMDetection spells them."""
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. model.backbone.init_cfg=None')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher (dist_train.sh / dist_test.sh: pytorch)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def parse_runner_args(parser, argv=None):
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def toolbox_of(cfg) -> str:

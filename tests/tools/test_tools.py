@@ -1,5 +1,4 @@
 """The command-line tools as users run them (subprocesses), on the demo data."""
-import json
 import os
 import os.path as osp
 import pickle
