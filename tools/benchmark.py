@@ -101,7 +101,8 @@ def measure(job):
 def complexity(name, shape):
     import torch
     from mmengine.analysis import FlopAnalyzer
-    model = build(name).eval()
+    model = build(name)
+    model.eval()  # (mmdet's ResNet.train() returns None, so no chaining)
     with torch.no_grad():
         analyzer = FlopAnalyzer(model, (torch.randn(1, 3, *shape),))
         analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)

@@ -1,10 +1,9 @@
 """The Hire module: token mixing of Hire-MLP along height, width and channels."""
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from .region_rearrange import PAD_MODES, crop_and_unshift, fold_regions, shift_and_pad, unfold_regions
+from .region_rearrange import (PAD_MODES, crop_and_unshift, crop_and_unshift_slices, fold_regions,
+                               shift_and_pad, shift_and_pad_slices, unfold_regions)
 
 
 class ConvMlp(nn.Module):
@@ -35,9 +34,9 @@ class HireModule(nn.Module):
         pad_mode (str): How an axis is padded to a multiple of ``region_size``:
             ``'circular'`` (released model), ``'constant'`` (zeros) or ``'replicate'``.
         norm_cfg (dict): Norm of the region MLPs. Defaults to ``dict(type='BN')``.
-        fast (bool): Compute the region MLPs as strided (transposed) convolutions over views
-            of the same weights instead of folding regions into channels with copies; same
-            parameters, same results. ``False`` keeps the plain path (the test oracle).
+        fast (bool): Fewer passes over memory: shifts, padding and crops as slices instead of
+            index gathers, the fusion's mean per branch and its weighted sum with ``addcmul``.
+            Same parameters, same results; ``False`` keeps the plain path (the test oracle).
     """
 
     def __init__(self, embed_dims: int, region_size: int, shift: int = 0,
@@ -74,31 +73,18 @@ class HireModule(nn.Module):
         return crop_and_unshift(x, dim, length, self.shift)
 
     def _region_mlp_fast(self, x, dim, fc1, norm, fc2):
-        """:meth:`_region_mlp` without the fold / unfold copies.
+        """:meth:`_region_mlp` with shift, padding, crop and un-shift done as slices.
 
-        Folding ``p`` positions into channels (channel ``c * p + i``) and applying a 1x1 conv is a
-        ``p``-long convolution with stride ``p`` whose kernel is the same weight viewed as
-        ``(C/2, C, p)``. The second 1x1 conv followed by the unfold is the matching transposed
-        convolution, plus a bias that depends on the position inside the region.
+        The gathered positions ``(r - shift) mod L`` are runs of consecutive positions, so
+        copying a few slices replaces an index gather, which is several times slower, above all
+        along the width axis. (A strided ``(p, 1)`` convolution over a view of ``fc1``'s weight
+        would also skip the fold copy, but oneDNN runs it through a slow generic kernel.)
         """
         length = x.shape[dim]
-        p, c = self.region_size, self.embed_dims
-        kernel = (p, 1) if dim == 2 else (1, p)
-        x = shift_and_pad(x, dim, p, self.shift, self.pad_mode)
-        w1 = fc1.weight.view(c // 2, c, *kernel)
-        if not self.training and isinstance(norm, _BatchNorm) and norm.track_running_stats:
-            # eval: BN is an affine map, folded exactly into the convolution
-            scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
-            y = F.conv2d(x, w1 * scale.view(-1, 1, 1, 1), norm.bias - norm.running_mean * scale,
-                         stride=kernel)
-        else:
-            y = norm(F.conv2d(x, w1, stride=kernel))
-        y = self.act(y)
-        w2 = fc2.weight.view(c, p, c // 2).permute(2, 0, 1).reshape(c // 2, c, *kernel)
-        z = F.conv_transpose2d(y, w2, stride=kernel)
-        bias = fc2.bias.view(1, c, p, 1) if dim == 2 else fc2.bias.view(1, c, 1, p)
-        z = (z.unflatten(dim, (-1, p)) + bias.unsqueeze(dim)).flatten(dim, dim + 1)
-        return crop_and_unshift(z, dim, length, self.shift)
+        x = shift_and_pad_slices(x, dim, self.region_size, self.shift, self.pad_mode)
+        x = fc2(self.act(norm(fc1(fold_regions(x, dim, self.region_size)))))
+        x = unfold_regions(x, dim, self.region_size)
+        return crop_and_unshift_slices(x, dim, length, self.shift)
 
     def forward(self, x):
         b, c = x.shape[:2]
@@ -108,10 +94,16 @@ class HireModule(nn.Module):
         ch = self.mlp_c(x)
 
         # Branch weights: reweight's 3C outputs read as (C, 3), softmax over the 3 branches.
-        a = (h + w + ch).mean(dim=(2, 3), keepdim=True)
+        if self.fast:  # the mean of a sum is the sum of the means: no full-size adds
+            a = sum(t.mean(dim=(2, 3), keepdim=True) for t in (h, w, ch))
+        else:
+            a = (h + w + ch).mean(dim=(2, 3), keepdim=True)
         a = self.reweight(a).reshape(b, c, 3).softmax(dim=2)
         a = a.permute(2, 0, 1).unsqueeze(-1).unsqueeze(-1)  # (3, B, C, 1, 1)
-        x = h * a[0] + w * a[1] + ch * a[2]
+        if self.fast:  # three passes over the maps instead of five
+            x = (ch * a[2]).addcmul_(h, a[0]).addcmul_(w, a[1])
+        else:
+            x = h * a[0] + w * a[1] + ch * a[2]
         return self.proj(x)
 
     def extra_repr(self):
