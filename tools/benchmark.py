@@ -8,8 +8,9 @@
 For every backbone it reports params, MACs at the input size, median inference latency, median
 training-step time (forward + backward), peak memory of each, and the achieved rate
 (2 x MACs / time) as a share of this machine's float32 matrix-multiply rate, which is measured
-in the same run. Each (model, mode) runs in a fresh process, so on CPU "peak memory" is that
-process's peak resident memory above what it held once the model was built; on CUDA it is
+in the same run (the better of one measurement before and one after the models). Each
+(model, mode) runs in a fresh process, so on CPU "peak memory" is that process's peak resident
+memory above what it held once the model was built; on CUDA it is
 ``torch.cuda.max_memory_allocated``. Compare ratios within one run: these machines are shared.
 """
 import argparse
