@@ -5,7 +5,7 @@
 #
 # A second run with unchanged requirements returns in about a second: the venv keeps a stamp of
 # the files that define the install. mmcv 2.1.0 ships only as source, and its compiled ops take
-# ~11 minutes to build on 2 cores, so the built wheel is kept in $MMHIRE_WHEEL_CACHE
+# 10-15 minutes to build on 2 cores (about 13 measured here), so the built wheel is kept in $MMHIRE_WHEEL_CACHE
 # (default ~/.cache/mmhire/wheels/<python>-torch<version>) and reused by every later venv.
 #
 # Environment: MMHIRE_VENV (default <repo>/.venv), MMHIRE_PYTHON (default python3),
@@ -50,7 +50,7 @@ say "installing torch $TORCH_VERSION and build tools"
 
 # mmcv's wheel is tied to the torch it was compiled against: the cache folder names both.
 if ! ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
-    say "building mmcv $MMCV_VERSION with its ops (about 11 minutes on 2 cores, once per machine)"
+    say "building mmcv $MMCV_VERSION with its ops (10-15 minutes on 2 cores, once per machine)"
     mkdir -p "$WHEELS"
     tmp=$(mktemp -d)
     MAX_JOBS=${MAX_JOBS:-2} MMCV_WITH_OPS=1 "$PY" -m pip wheel -q --disable-pip-version-check \
