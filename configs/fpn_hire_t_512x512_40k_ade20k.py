@@ -29,3 +29,6 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4000))
 auto_scale_lr = dict(enable=True, base_batch_size=32)
+
+# Bitwise-exact --resume: the generators travel with each checkpoint (mmhire.RNGStateHook).
+custom_hooks = [dict(type='RNGStateHook')]

@@ -20,3 +20,10 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4))
 auto_scale_lr = dict(enable=True, base_batch_size=16)
+
+# Bitwise-exact --resume: the generators travel with each checkpoint (mmhire.RNGStateHook).
+# Workers restart every epoch and are seeded from the restored main generator; persistent
+# workers would keep generator state that no checkpoint can hold.
+custom_hooks = [dict(type='RNGStateHook')]
+train_dataloader = dict(persistent_workers=False,
+                        worker_init_fn=dict(type='seed_worker_from_torch'))

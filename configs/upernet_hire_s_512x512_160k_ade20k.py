@@ -29,3 +29,6 @@ param_scheduler = [
     dict(type='PolyLR', power=1.0, eta_min=0.0, begin=800, end=160000, by_epoch=False),
 ]
 auto_scale_lr = dict(enable=True, base_batch_size=16)
+
+# Bitwise-exact --resume: the generators travel with each checkpoint (mmhire.RNGStateHook).
+custom_hooks = [dict(type='RNGStateHook')]

@@ -1,10 +1,11 @@
-"""Where mmhire registers its models.
+"""Where mmhire registers what it adds to OpenMMLab.
 
-``HireMLP`` goes into mmengine's root ``MODELS`` registry. mmdet's and mmseg's ``MODELS`` are its
-children, and a child registry falls back to its parents for names it does not hold, so
-``type='HireMLP'`` builds from an MMDetection config (default scope ``mmdet``), an
-MMSegmentation config (``mmseg``) or any other OpenMMLab toolbox, without importing either here.
+Everything goes into mmengine's root registries (``MODELS``, ``HOOKS``, ``FUNCTIONS``). mmdet's
+and mmseg's registries are their children, and a child registry falls back to its parents for
+names it does not hold, so ``type='HireMLP'`` or ``type='RNGStateHook'`` builds from an
+MMDetection config (default scope ``mmdet``), an MMSegmentation config (``mmseg``) or any other
+OpenMMLab toolbox, without importing either here.
 """
-from mmengine.registry import MODELS
+from mmengine.registry import FUNCTIONS, HOOKS, MODELS
 
-__all__ = ['MODELS']
+__all__ = ['MODELS', 'HOOKS', 'FUNCTIONS']
