@@ -12,8 +12,10 @@ from typing import Optional
 import torch
 from mmengine.logging import print_log
 
+from mmhire.errors import MMHireError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(MMHireError, RuntimeError):
     """A checkpoint could not be read or does not fit the model; the message says why."""
 
 

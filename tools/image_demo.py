@@ -30,10 +30,18 @@ def list_images(path):
 
 
 def read_rgb(path):
+    """The image as 3-channel RGB (gray and RGBA files are converted, as the datasets do)."""
     import mmcv
-    img = mmcv.imread(path, channel_order='rgb')
+    if osp.getsize(path) == 0:
+        raise ValueError(f'{path} is an empty file (0 bytes), not an image; remove it or '
+                         f'replace it with the real image')
+    try:
+        img = mmcv.imread(path, channel_order='rgb')
+    except Exception:  # cv2 / Pillow decoding errors  # noqa: BLE001
+        img = None
     if img is None or img.size == 0:
-        raise ValueError(f'{path} is not a readable image (empty or corrupted)')
+        raise ValueError(f'{path} is not a readable image (truncated or corrupted, or not an '
+                         f'image format OpenCV reads)')
     return img
 
 
@@ -85,13 +93,14 @@ def main(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings (as given to tools/train.py)')
     args = parser.parse_args(argv)
+    from mmhire.errors import MMHireError
     try:
         images = list_images(args.img)
         if not osp.isfile(args.checkpoint):
             raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
         written = predict_and_draw(images, args.config, args.checkpoint, args.out_dir,
                                    args.device, args.score_thr, args.cfg_options)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, MMHireError) as e:
         sys.exit(f'error: {e}')
     for f in written:
         print(f)

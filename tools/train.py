@@ -58,8 +58,13 @@ def main(argv=None):
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-    runner.train()
+
+    from mmhire.errors import MMHireError
+    try:
+        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+        runner.train()
+    except MMHireError as e:  # a bad backbone argument, input or checkpoint: say which
+        sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -4,6 +4,7 @@ Each check raises :class:`PreflightError` with what is missing, where to get it,
 out, and how to run without it.
 """
 import glob
+import os
 import os.path as osp
 
 
@@ -52,15 +53,20 @@ def _dataset_paths(dataset, where):
 
 
 def check_datasets(cfg, splits=('train', 'val')):
-    """Every dataset path of the dataloaders (and evaluators) used by ``splits`` exists."""
-    missing, types = [], set()
+    """Every dataset path of the dataloaders (and evaluators) used by ``splits`` exists, and
+    no file in their folders is empty (a download or copy cut short)."""
+    missing, types, folders = [], set(), []
     for split in splits:
         loader = cfg.get(f'{split}_dataloader')
         if not loader:
             continue
         for dataset, where in _datasets(loader.get('dataset'), f'{split}_dataloader.dataset'):
             types.add(dataset.get('type'))
-            missing += [(p, w) for p, w in _dataset_paths(dataset, where) if not osp.exists(p)]
+            for path, key in _dataset_paths(dataset, where):
+                if not osp.exists(path):
+                    missing.append((path, key))
+                elif osp.isdir(path):
+                    folders.append(path)
         evaluator = cfg.get(f'{split}_evaluator')
         for i, metric in enumerate(evaluator if isinstance(evaluator, list) else [evaluator]):
             if isinstance(metric, dict) and metric.get('ann_file') and \
@@ -74,6 +80,30 @@ def check_datasets(cfg, splits=('train', 'val')):
             f'{hints or "Check data_root / ann_file / data_prefix in the config."}\n'
             f'Data elsewhere? --cfg-options train_dataloader.dataset.data_root=PATH/ (and the same '
             f'for val_dataloader / test_dataloader).\n{DEMO_HINT}')
+    empty = [path for folder in sorted(set(folders)) for path in _empty_files(folder)]
+    if empty:
+        shown = '\n'.join(f'    {p}' for p in empty[:MAX_LISTED])
+        more = f'\n    ... and {len(empty) - MAX_LISTED} more' if len(empty) > MAX_LISTED else ''
+        raise PreflightError(
+            f'the dataset has empty files (0 bytes), which no image or label decoder can read:\n'
+            f'{shown}{more}\n'
+            f'A download or copy was cut short: copy these files again from the original data.')
+
+
+MAX_LISTED = 10
+
+
+def _empty_files(folder, limit=MAX_LISTED + 1000):
+    """Files of size 0 under ``folder`` (one ``stat`` per file, no decoding)."""
+    found, stack = [], [folder]
+    while stack and len(found) < limit:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=True):
+                    stack.append(entry.path)
+                elif entry.is_file() and entry.stat().st_size == 0:
+                    found.append(entry.path)
+    return sorted(found)
 
 
 def check_pretrained(cfg):

@@ -90,6 +90,25 @@ def test_train_then_test_then_draw(demo_data, tmp_path):
     pngs = sorted(os.listdir(tmp_path / 'png'))
     assert len(pngs) == 4 and all(p.endswith('.png') for p in pngs)
 
+    # bad images: one clear line each, no stack trace
+    bad = tmp_path / 'bad'
+    bad.mkdir()
+    (bad / 'empty.jpg').write_bytes(b'')
+    (bad / 'cut.jpg').write_bytes(open(osp.join(demo_data, 'demo_coco', 'val',
+                                                sorted(os.listdir(osp.join(demo_data, 'demo_coco',
+                                                                           'val')))[0]),
+                                       'rb').read()[:40])
+    for name, message in [('empty.jpg', 'is an empty file (0 bytes), not an image'),
+                          ('cut.jpg', 'is not a readable image (truncated or corrupted')]:
+        out = run(['tools/image_demo.py', str(bad / name), cfg, ckpt, '--out-dir', str(bad)])
+        assert out.returncode != 0 and message in out.stderr, out.stderr[-3000:]
+        assert 'Traceback' not in out.stderr
+    # a model built for 4-channel input given RGB images: the backbone's own message
+    out = run(['tools/image_demo.py', osp.join(demo_data, 'demo_coco', 'val'), cfg, ckpt,
+               '--out-dir', str(bad), '--cfg-options', 'model.backbone.in_channels=4'])
+    assert out.returncode != 0 and 'Traceback' not in out.stderr, out.stderr[-3000:]
+    assert 'HireMLP expects 4 input channels (in_channels=4), got 3' in out.stderr
+
 
 @pytest.mark.slow
 def test_segmentation_train_test_and_draw(demo_data, tmp_path):
@@ -155,6 +174,27 @@ def test_missing_pretrained_message(demo_data, tmp_path):
     assert 'pretrained backbone checkpoint is missing: checkpoints/hire_mlp_small.pth' in out.stderr
     assert 'model.backbone.init_cfg=None' in out.stderr
     assert 'Traceback' not in out.stderr
+
+
+def test_misspelled_backbone_argument_message(demo_data, tmp_path):
+    cfg = write_tiny_config(tmp_path, DEMO_CFG, demo_data)
+    out = run(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'w'),
+               '--cfg-options', 'model.backbone.frozen_stage=1'])
+    assert out.returncode != 0 and 'Traceback' not in out.stderr, out.stderr[-3000:]
+    assert "unknown argument(s) 'frozen_stage' (did you mean 'frozen_stages'?)" in out.stderr
+
+
+def test_empty_dataset_file_message(demo_data, tmp_path):
+    import shutil
+    coco = tmp_path / 'coco'
+    shutil.copytree(osp.join(demo_data, 'demo_coco'), coco)
+    victim = sorted(os.listdir(coco / 'train'))[0]
+    (coco / 'train' / victim).write_bytes(b'')
+    cfg = write_tiny_config(tmp_path, DEMO_CFG, demo_data)
+    out = run(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+               f'train_dataloader.dataset.data_root={coco}/'])
+    assert out.returncode != 0 and 'Traceback' not in out.stderr, out.stderr[-3000:]
+    assert 'empty files (0 bytes)' in out.stderr and victim in out.stderr
 
 
 def test_missing_checkpoint_and_config_messages(tmp_path):

@@ -12,6 +12,7 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhire.checkpoint import load_pretrained
+from mmhire.errors import HireMLPConfigError, HireMLPInputError, HireMLPTypeError
 from mmhire.models.layers import PAD_MODES, ConvNormAct, HireBlock
 
 _SHARED = dict(
@@ -93,10 +94,14 @@ class HireMLP(BaseModule):
                  with_cp: bool = False,
                  fast: bool = True,
                  pretrained: str = None,
-                 init_cfg=None):
+                 init_cfg=None,
+                 **unknown_args):
+        if unknown_args:
+            raise HireMLPConfigError(_unknown_args_message(unknown_args))
         if pretrained is not None:
             if init_cfg is not None:
-                raise ValueError('Give either init_cfg or the deprecated pretrained=, not both')
+                raise HireMLPConfigError(
+                    'Give either init_cfg or the deprecated pretrained=, not both')
             warnings.warn('HireMLP: pretrained= is deprecated, use '
                           "init_cfg=dict(type='Pretrained', checkpoint=...)", DeprecationWarning)
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
@@ -109,12 +114,15 @@ class HireMLP(BaseModule):
         self.in_channels = self._check_positive_int(in_channels, 'in_channels')
         self.out_indices = self._check_out_indices(out_indices)
         if pad_mode not in PAD_MODES:
-            raise ValueError(f'HireMLP: pad_mode must be one of {PAD_MODES}, got {pad_mode!r}')
+            raise HireMLPConfigError(
+                f'HireMLP: pad_mode must be one of {PAD_MODES}, got {pad_mode!r}')
         if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= self.num_stages):
-            raise ValueError(f'HireMLP: frozen_stages must be an int in [-1, {self.num_stages}], '
-                             f'got {frozen_stages!r}')
+            raise HireMLPConfigError(
+                f'HireMLP: frozen_stages must be an int in [-1, {self.num_stages}], '
+                f'got {frozen_stages!r}')
         if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'HireMLP: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+            raise HireMLPConfigError(
+                f'HireMLP: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
         self.pad_mode = pad_mode
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
@@ -157,47 +165,50 @@ class HireMLP(BaseModule):
             key = arch.lower()
             if key not in cls.arch_zoo:
                 names = sorted({k for k in cls.arch_zoo if len(k) > 1})
-                raise ValueError(f'HireMLP: unknown arch {arch!r}; choose one of {names} '
-                                 f"(or their initials 't', 's', 'b', 'l'), or give a dict")
+                raise HireMLPConfigError(f'HireMLP: unknown arch {arch!r}; choose one of {names} '
+                                         f"(or their initials 't', 's', 'b', 'l'), or give a dict")
             settings = dict(_SHARED, **cls.arch_zoo[key])
         elif isinstance(arch, dict):
             unknown = set(arch) - set(ARCH_KEYS)
             if unknown:
-                raise ValueError(f'HireMLP: unknown arch keys {sorted(unknown)}; '
-                                 f'valid keys are {list(ARCH_KEYS)}')
+                raise HireMLPConfigError(f'HireMLP: unknown arch keys {sorted(unknown)}; '
+                                         f'valid keys are {list(ARCH_KEYS)}')
             settings = {**_SHARED, **cls.arch_zoo['tiny'], **arch}
         else:
-            raise TypeError(f'HireMLP: arch must be a str or a dict, got {type(arch).__name__}')
+            raise HireMLPTypeError(
+                f'HireMLP: arch must be a str or a dict, got {type(arch).__name__}')
         settings = {k: list(v) if isinstance(v, (list, tuple)) else v
                     for k, v in copy.deepcopy(settings).items()}
 
         for key in ARCH_KEYS:
             value = settings[key]
             if not isinstance(value, list) or len(value) != cls.num_stages:
-                raise ValueError(f'HireMLP: arch[{key!r}] must be a list of {cls.num_stages} '
-                                 f'values (one per stage), got {value!r}')
+                raise HireMLPConfigError(
+                    f'HireMLP: arch[{key!r}] must be a list of {cls.num_stages} '
+                    f'values (one per stage), got {value!r}')
         for key in ('depths', 'embed_dims', 'region_sizes', 'shift_periods'):
             for v in settings[key]:
                 cls._check_positive_int(v, f'every arch[{key!r}] entry')
         for v in settings['shift_steps']:
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError(f"HireMLP: arch['shift_steps'] entries must be ints >= 0, "
-                                 f'got {settings["shift_steps"]!r}')
+                raise HireMLPConfigError(f"HireMLP: arch['shift_steps'] entries must be ints >= 0, "
+                                         f'got {settings["shift_steps"]!r}')
         for v in settings['mlp_ratios']:
             if not isinstance(v, (int, float)) or v <= 0:
-                raise ValueError(f"HireMLP: arch['mlp_ratios'] entries must be > 0, "
-                                 f'got {settings["mlp_ratios"]!r}')
+                raise HireMLPConfigError(f"HireMLP: arch['mlp_ratios'] entries must be > 0, "
+                                         f'got {settings["mlp_ratios"]!r}')
         for c in settings['embed_dims']:
             if c % 2 or c < 4:
-                raise ValueError(f"HireMLP: arch['embed_dims'] entries must be even and >= 4 "
-                                 f'(the region MLPs are C/2 wide, the reweight MLP C/4), got '
-                                 f'{settings["embed_dims"]!r}')
+                raise HireMLPConfigError(
+                    f"HireMLP: arch['embed_dims'] entries must be even and >= 4 "
+                    f'(the region MLPs are C/2 wide, the reweight MLP C/4), got '
+                    f'{settings["embed_dims"]!r}')
         return settings
 
     @staticmethod
     def _check_positive_int(value, name):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f'HireMLP: {name} must be a positive int, got {value!r}')
+            raise HireMLPConfigError(f'HireMLP: {name} must be a positive int, got {value!r}')
         return value
 
     def _check_out_indices(self, out_indices):
@@ -206,11 +217,12 @@ class HireMLP(BaseModule):
         out_indices = list(out_indices)
         n = self.num_stages
         if not out_indices:
-            raise ValueError('HireMLP: out_indices is empty; give stage indices in 0..3')
+            raise HireMLPConfigError('HireMLP: out_indices is empty; give stage indices in 0..3')
         for i in out_indices:
             if not isinstance(i, int) or not -n <= i < n:
-                raise ValueError(f'HireMLP: out_indices must be stage indices in 0..{n - 1} '
-                                 f'(or -{n}..-1), got {out_indices!r}')
+                raise HireMLPConfigError(
+                    f'HireMLP: out_indices must be stage indices in 0..{n - 1} '
+                    f'(or -{n}..-1), got {out_indices!r}')
         return tuple(sorted({i % n for i in out_indices}))
 
     # ------------------------------------------------------------------ weights
@@ -218,7 +230,8 @@ class HireMLP(BaseModule):
         if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
             cfg = dict(self.init_cfg)
             if 'checkpoint' not in cfg:
-                raise ValueError("HireMLP: init_cfg of type 'Pretrained' needs checkpoint=PATH")
+                raise HireMLPConfigError(
+                    "HireMLP: init_cfg of type 'Pretrained' needs checkpoint=PATH")
             load_pretrained(self, cfg['checkpoint'], checkpoint_key=cfg.get('checkpoint_key'),
                             prefix=cfg.get('prefix'))
             self._is_init = True
@@ -266,17 +279,18 @@ class HireMLP(BaseModule):
     # ------------------------------------------------------------------ forward
     def _check_input(self, x):
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f'HireMLP expects a torch.Tensor, got {type(x).__name__}')
+            raise HireMLPTypeError(f'HireMLP expects a torch.Tensor, got {type(x).__name__}')
         if x.dim() != 4:
-            raise ValueError(f'HireMLP expects a 4-D input (N, C, H, W), got shape '
-                             f'{tuple(x.shape)}; add a batch dimension with x[None]')
+            raise HireMLPInputError(f'HireMLP expects a 4-D input (N, C, H, W), got shape '
+                                    f'{tuple(x.shape)}; add a batch dimension with x[None]')
         if x.shape[1] != self.in_channels:
-            raise ValueError(f'HireMLP expects {self.in_channels} input channels '
-                             f'(in_channels={self.in_channels}), got {x.shape[1]} in an input of '
-                             f'shape {tuple(x.shape)}; convert the images or set in_channels')
+            raise HireMLPInputError(
+                f'HireMLP expects {self.in_channels} input channels (in_channels='
+                f'{self.in_channels}), got {x.shape[1]} in an input of shape {tuple(x.shape)}; '
+                f'convert the images or set in_channels')
         if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
-            raise ValueError(f'HireMLP got an empty input of shape {tuple(x.shape)}: batch, '
-                             f'height and width must be at least 1')
+            raise HireMLPInputError(f'HireMLP got an empty input of shape {tuple(x.shape)}: batch, '
+                                    f'height and width must be at least 1')
 
     def _run_blocks(self, blocks, x):
         if not (self.with_cp and x.requires_grad and self.training):
@@ -296,3 +310,17 @@ class HireMLP(BaseModule):
             if i in self.out_indices:
                 outs.append(getattr(self, f'norm{i}')(x) if self.out_norm else x)
         return tuple(outs)
+
+
+def _unknown_args_message(unknown_args):
+    """'got an unexpected keyword argument', with the closest valid names as suggestions."""
+    import difflib
+    import inspect
+    valid = [p for p in inspect.signature(HireMLP.__init__).parameters
+             if p not in ('self', 'unknown_args')]
+    parts = []
+    for name in sorted(unknown_args):
+        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+        parts.append(f'{name!r}' + (f' (did you mean {close[0]!r}?)' if close else ''))
+    return (f'HireMLP got unknown argument(s) {", ".join(parts)} in model.backbone; '
+            f'its arguments are {", ".join(valid)}')

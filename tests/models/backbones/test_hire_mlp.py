@@ -256,3 +256,26 @@ def test_pretrained_argument_is_deprecated_but_works(tmp_path):
     with pytest.warns(DeprecationWarning, match='init_cfg'):
         model = HireMLP(arch=TINY_ARCH, pretrained=str(path))
     assert model.init_cfg == dict(type='Pretrained', checkpoint=str(path))
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(arhc='tiny'), r"unknown argument\(s\) 'arhc' \(did you mean 'arch'\?\)"),
+    (dict(drop_path=0.1), r"'drop_path' \(did you mean 'drop_path_rate'\?\)"),
+    (dict(norm_evel=True, zzz=1), r"'norm_evel' \(did you mean 'norm_eval'\?\), 'zzz'"),
+])
+def test_misspelled_arguments_suggest_the_right_name(kwargs, match):
+    from mmhire.errors import MMHireError
+    with pytest.raises(MMHireError, match=match):
+        HireMLP(**kwargs)
+    # the same message through an OpenMMLab registry, as a config builds it
+    from mmdet.registry import MODELS
+    with pytest.raises(ValueError, match=match):
+        MODELS.build(dict(type='HireMLP', **kwargs))
+
+
+def test_errors_are_the_packages_own():
+    from mmhire.errors import HireMLPInputError, HireMLPTypeError
+    with pytest.raises(HireMLPInputError):
+        HireMLP(arch=TINY_ARCH)(torch.randn(1, 3, 0, 8))
+    with pytest.raises(HireMLPTypeError):
+        HireMLP(arch=TINY_ARCH)([1, 2])

@@ -1,0 +1,24 @@
+"""The package's own exceptions.
+
+Every problem mmhire detects in what a user gave it (an argument, an input tensor, a checkpoint)
+raises a subclass of :class:`MMHireError` whose message names the problem and the fix. The
+tools catch it and print ``error: <message>`` instead of a stack trace. The subclasses also
+derive from the builtin a caller would expect (``ValueError``, ``TypeError``,
+``RuntimeError``), so ``except ValueError`` keeps working.
+"""
+
+
+class MMHireError(Exception):
+    """Base of mmhire's errors about user input."""
+
+
+class HireMLPConfigError(MMHireError, ValueError):
+    """A HireMLP argument is invalid (unknown arch, misspelled argument, bad value)."""
+
+
+class HireMLPTypeError(MMHireError, TypeError):
+    """A HireMLP argument or input has the wrong type."""
+
+
+class HireMLPInputError(MMHireError, ValueError):
+    """An input tensor HireMLP cannot take (wrong dims or channels, empty)."""
