@@ -123,6 +123,17 @@ def test_segmentation_train_test_and_draw(demo_data, tmp_path):
     assert tested.returncode == 0, tested.stderr[-3000:]
     assert 'mIoU' in tested.stdout + tested.stderr
     assert len(os.listdir(tmp_path / 'labels')) == 4
+    # --fuse folds the backbone's BatchNorms: the same label maps
+    fused = run(['tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'tf'), '--fuse',
+                 '--out', str(tmp_path / 'labels_fused')])
+    assert fused.returncode == 0, fused.stderr[-3000:]
+    assert 'fused 1 HireMLP backbone(s)' in fused.stdout + fused.stderr
+    import numpy as np
+    from PIL import Image
+    for name in os.listdir(tmp_path / 'labels'):
+        a = np.array(Image.open(tmp_path / 'labels' / name))
+        b = np.array(Image.open(tmp_path / 'labels_fused' / name))
+        assert (a == b).mean() > 0.999  # float rounding may flip a near-tie pixel, no more
     val_dir = osp.join(ade, 'images', 'validation')
     img = osp.join(val_dir, sorted(os.listdir(val_dir))[0])
     drawn = run(['tools/image_demo.py', img, cfg, ckpt, '--out-dir', str(tmp_path / 'png')])

@@ -128,6 +128,7 @@ class HireMLP(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.out_norm = out_norm
+        self.fused = False
 
         self.patch_embed = ConvNormAct(in_channels, self.embed_dims[0], 7, 4, 2, norm_cfg)
 
@@ -267,7 +268,30 @@ class HireMLP(BaseModule):
             for p in m.parameters():
                 p.requires_grad = False
 
+    @torch.no_grad()
+    def fuse(self):
+        """Fold the BatchNorms into the convolutions next to them, for inference; returns self.
+
+        Every ``conv -> BN`` pair (stem, downsampling layers, the region MLPs' first layer) and
+        every pre-norm in front of 1x1 convolutions (each block's ``norm2``, and its ``norm1``
+        unless ``pad_mode='constant'``) becomes one convolution. Outputs are unchanged up to
+        float rounding (the folding is done in float64). The fused model cannot be trained:
+        :meth:`train` refuses. The output norms (``out_norm``) and non-BatchNorm norms stay.
+        ``tools/test.py --fuse`` and ``tools/image_demo.py --fuse`` call it after loading the
+        checkpoint.
+        """
+        if not self.fused:
+            self.eval()
+            for m in [m for m in self.modules() if isinstance(m, (ConvNormAct, HireBlock))]:
+                m.fuse()
+            self.fused = True
+        return self
+
     def train(self, mode=True):
+        if mode and getattr(self, 'fused', False):
+            raise HireMLPConfigError(
+                'this HireMLP was fused for inference (fuse() folded its BatchNorms into the '
+                'convolutions), so it cannot train; train the unfused model and fuse a copy')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:

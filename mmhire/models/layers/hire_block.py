@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
+from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
 from .hire_module import ConvMlp, HireModule
 
 
@@ -34,6 +35,14 @@ class HireBlock(nn.Module):
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
+    def fuse(self):
+        """Fold the block's BatchNorms into its 1x1 convolutions (inference only)."""
+        if self.attn.fuse(pre_norm=self.norm1):
+            self.norm1 = nn.Identity()
+        if is_foldable_norm(self.norm2):
+            self.mlp.fc1 = fuse_bn_conv(self.norm2, self.mlp.fc1)
+            self.norm2 = nn.Identity()
+
 
 class ConvNormAct(nn.Module):
     """``proj`` convolution, ``norm``, ReLU: the stem (``patch_embed``) and the downsampling layers.
@@ -50,6 +59,12 @@ class ConvNormAct(nn.Module):
         self.norm = build_norm_layer(norm_cfg, out_channels)[1]
         self.act = nn.ReLU()
         self.min_input = max(kernel_size - 2 * padding, 1)
+
+    def fuse(self):
+        """Fold ``norm`` into ``proj`` (inference only)."""
+        if is_foldable_norm(self.norm):
+            self.proj = fuse_conv_bn(self.proj, self.norm)
+            self.norm = nn.Identity()
 
     def forward(self, x):
         h, w = x.shape[-2:]

@@ -1,7 +1,9 @@
 """The Hire module: token mixing of Hire-MLP along height, width and channels."""
+import torch
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 
+from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
 from .region_rearrange import (PAD_MODES, crop_and_unshift, crop_and_unshift_slices, fold_regions,
                                shift_and_pad, shift_and_pad_slices, unfold_regions)
 
@@ -105,6 +107,27 @@ class HireModule(nn.Module):
         else:
             x = h * a[0] + w * a[1] + ch * a[2]
         return self.proj(x)
+
+    @torch.no_grad()
+    def fuse(self, pre_norm=None) -> bool:
+        """Fold the region MLPs' norms (and ``pre_norm``, the norm applied to this module's
+        input) into the 1x1 convolutions, for inference.
+
+        ``pre_norm`` is folded only when the padding copies input values (``'circular'``,
+        ``'replicate'``): per-channel affine maps commute with copying, but not with zero
+        padding. Returns whether ``pre_norm`` was folded, so the caller can drop it.
+        """
+        for fc1, norm in (('mlp_h1', 'mlp_h1_norm'), ('mlp_w1', 'mlp_w1_norm')):
+            if is_foldable_norm(getattr(self, norm)):
+                setattr(self, fc1, fuse_conv_bn(getattr(self, fc1), getattr(self, norm)))
+                setattr(self, norm, nn.Identity())
+        if pre_norm is None or not is_foldable_norm(pre_norm) or self.pad_mode == 'constant':
+            return False
+        p = self.region_size
+        self.mlp_h1 = fuse_bn_conv(pre_norm, self.mlp_h1, repeat=p)
+        self.mlp_w1 = fuse_bn_conv(pre_norm, self.mlp_w1, repeat=p)
+        self.mlp_c = fuse_bn_conv(pre_norm, self.mlp_c)
+        return True
 
     def extra_repr(self):
         return (f'embed_dims={self.embed_dims}, region_size={self.region_size}, '
