@@ -1,4 +1,4 @@
-"""Speed and memory of HireMLP (fast and plain paths) against ResNet-50, Swin-T and PVTv2-b2.
+"""Speed and memory of HireMLP (fast, fused and plain paths) against ResNet-50, Swin-T and PVTv2-b2.
 
     python tools/benchmark.py                                  # 1x3x800x1216, 2 threads
     python tools/benchmark.py --size 512 512 --batch 2 --threads 4 --png bench.png
@@ -23,8 +23,10 @@ import warnings
 
 warnings.filterwarnings('ignore')
 
-MODELS = ('hire_s_fast', 'hire_s_plain', 'resnet50', 'swin_t', 'pvtv2_b2')
+MODELS = ('hire_s_fast', 'hire_s_fused', 'hire_s_plain', 'resnet50', 'swin_t', 'pvtv2_b2')
+INFERENCE_ONLY = ('hire_s_fused',)  # fused BatchNorms: no training step
 LABELS = {'hire_s_fast': 'HireMLP-S (fast)', 'hire_s_plain': 'HireMLP-S (plain)',
+          'hire_s_fused': 'HireMLP-S (fast, fused)',
           'resnet50': 'ResNet-50', 'swin_t': 'Swin-T', 'pvtv2_b2': 'PVTv2-b2'}
 
 
@@ -32,7 +34,8 @@ def build(name):
     """The backbone, as MMDetection builds it for its detectors (random init, no download)."""
     if name.startswith('hire'):
         from mmhire import HireMLP
-        return HireMLP(arch=name.split('_')[1], fast=name.endswith('fast'))
+        model = HireMLP(arch=name.split('_')[1], fast=not name.endswith('plain'))
+        return model.fuse() if name.endswith('fused') else model
     from mmdet.models.backbones import (PyramidVisionTransformerV2, ResNet,
                                         SwinTransformer)
     if name == 'resnet50':
@@ -144,7 +147,8 @@ def main_table(args):
     shape = tuple(args.size)
     modes = ['infer'] + ([] if args.no_train else ['train'])
     jobs = [(m, mode, shape, args.batch, args.threads, args.warmup, args.repeats, args.device,
-             args.amp) for m in args.models for mode in modes]
+             args.amp) for m in args.models for mode in modes
+            if mode == 'infer' or m not in INFERENCE_ONLY]
     # The machine is shared: take the better of a measurement before and one after the models.
     rate = matmul_rate(args.threads, args.device)
     results = {(r['model'], r['mode']): r for r in run_jobs(jobs)}
@@ -168,7 +172,9 @@ def main_table(args):
                 f"{inf['peak_mb']:.0f} |")
         row = dict(model=m, params=params, macs=macs, infer=inf['median'],
                    infer_peak=inf['peak_mb'])
-        if 'train' in modes:
+        if 'train' in modes and m in INFERENCE_ONLY:
+            line += ' - | - |'
+        elif 'train' in modes:
             tr = results[(m, 'train')]
             line += f" {tr['median'] * 1e3:.0f} | {tr['peak_mb']:.0f} |"
             row.update(train=tr['median'], train_peak=tr['peak_mb'])
@@ -181,6 +187,10 @@ def main_table(args):
               + (f", training step {p['train'] / f['train']:.2f}x faster, training peak memory "
                  f"{f['train_peak'] / max(p['train_peak'], 1e-9):.2f}x of plain"
                  if 'train' in f else ''))
+    if {'hire_s_fused', 'hire_s_plain'} <= set(by):
+        f, p, r = by['hire_s_fused'], by['hire_s_plain'], by.get('resnet50')
+        print(f"HireMLP-S fast+fused vs plain: inference {p['infer'] / f['infer']:.2f}x faster"
+              + (f"; vs ResNet-50: {r['infer'] / f['infer']:.2f}x" if r else ''))
     if {'hire_s_fast', 'resnet50'} <= set(by):
         f, r = by['hire_s_fast'], by['resnet50']
         print(f"HireMLP-S fast vs ResNet-50: inference {r['infer'] / f['infer']:.2f}x"
@@ -200,7 +210,8 @@ def plot_bars(rows, path, shape):
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.5))
     for ax, (key, title) in zip(axes, keys):
         scale = 1e3 if key in ('infer', 'train') else 1
-        ax.barh([LABELS[r['model']] for r in rows], [r[key] * scale for r in rows])
+        shown = [r for r in rows if key in r]
+        ax.barh([LABELS[r['model']] for r in shown], [r[key] * scale for r in shown])
         ax.set_title(title)
         ax.invert_yaxis()
     fig.suptitle(f'Backbones at {shape[0]}x{shape[1]}')

@@ -19,9 +19,11 @@ def test_benchmark_table_and_chart(tmp_path):
                '--png', png])
     assert out.returncode == 0, out.stderr[-3000:]
     table = out.stdout
-    for label in ('HireMLP-S (fast)', 'HireMLP-S (plain)', 'ResNet-50', 'Swin-T', 'PVTv2-b2'):
+    for label in ('HireMLP-S (fast)', 'HireMLP-S (fast, fused)', 'HireMLP-S (plain)',
+                  'ResNet-50', 'Swin-T', 'PVTv2-b2'):
         assert f'| {label} |' in table
     assert 'float32 matmul rate' in table and 'fast vs plain' in table
+    assert 'fast+fused vs plain' in table
     assert osp.getsize(png) > 0
 
 

@@ -62,9 +62,10 @@ class HireMLP(BaseModule):
             eval mode.
         norm_eval (bool): Keep every BatchNorm in eval mode during training (frozen statistics).
         with_cp (bool): Gradient checkpointing per block, saving memory for recomputation.
-        fast (bool): Compute the Hire modules' region MLPs as strided convolutions over views of
-            their weights (no fold / unfold copies; in eval the region BN is folded into the
-            convolution). Same parameters and results; ``False`` selects the plain path.
+        fast (bool): Run on channels-last memory, where oneDNN's 1x1 convolutions are much
+            faster, with the Hire modules' fast path (no gathers, no un-fold / crop / un-shift
+            copies; see :class:`HireModule`). Same parameters and results (outputs are returned
+            as contiguous NCHW either way); ``False`` selects the plain path, the test oracle.
         pretrained (str, optional): Deprecated, use ``init_cfg=dict(type='Pretrained',
             checkpoint=...)``.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` loads a released
@@ -129,6 +130,7 @@ class HireMLP(BaseModule):
         self.with_cp = with_cp
         self.out_norm = out_norm
         self.fused = False
+        self.fast = fast
 
         self.patch_embed = ConvNormAct(in_channels, self.embed_dims[0], 7, 4, 2, norm_cfg)
 
@@ -325,6 +327,8 @@ class HireMLP(BaseModule):
 
     def forward(self, x):
         self._check_input(x)
+        if self.fast:  # the whole backbone on channels-last memory (see HireModule's fast)
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.patch_embed(x)
         outs = []
         for i in range(self.num_stages):
@@ -332,7 +336,9 @@ class HireMLP(BaseModule):
                 x = self.network[2 * i - 1](x)
             x = self._run_blocks(self.network[2 * i], x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x) if self.out_norm else x)
+                out = getattr(self, f'norm{i}')(x) if self.out_norm else x
+                # plain NCHW for the necks and heads: some of them call .view()
+                outs.append(out.contiguous())
         return tuple(outs)
 
 

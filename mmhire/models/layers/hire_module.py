@@ -1,11 +1,15 @@
 """The Hire module: token mixing of Hire-MLP along height, width and channels."""
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
 from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
-from .region_rearrange import (PAD_MODES, crop_and_unshift, crop_and_unshift_slices, fold_regions,
-                               shift_and_pad, shift_and_pad_slices, unfold_regions)
+from .channels_last import (add_height_branch_, add_width_branch_, fold_height_nhwc,
+                            fold_width_nhwc, height_branch_mean, in_channels_position_major,
+                            out_channels_position_major, width_branch_mean)
+from .region_rearrange import (PAD_MODES, crop_and_unshift, fold_regions, shift_and_pad,
+                               shift_and_pad_slices, unfold_regions)
 
 
 class ConvMlp(nn.Module):
@@ -36,8 +40,9 @@ class HireModule(nn.Module):
         pad_mode (str): How an axis is padded to a multiple of ``region_size``:
             ``'circular'`` (released model), ``'constant'`` (zeros) or ``'replicate'``.
         norm_cfg (dict): Norm of the region MLPs. Defaults to ``dict(type='BN')``.
-        fast (bool): Fewer passes over memory: shifts, padding and crops as slices instead of
-            index gathers, the fusion's mean per branch and its weighted sum with ``addcmul``.
+        fast (bool): The channels-last path: 1x1 convolutions on NHWC memory (much faster in
+            oneDNN), shifts and padding as slices instead of index gathers, no un-fold, crop or
+            un-shift copies (the branches are added into the output through strided views).
             Same parameters, same results; ``False`` keeps the plain path (the test oracle).
     """
 
@@ -74,38 +79,55 @@ class HireModule(nn.Module):
         x = unfold_regions(x, dim, self.region_size)
         return crop_and_unshift(x, dim, length, self.shift)
 
-    def _region_mlp_fast(self, x, dim, fc1, norm, fc2):
-        """:meth:`_region_mlp` with shift, padding, crop and un-shift done as slices.
+    def _region_mlp_nhwc(self, x, dim, fc1, norm, fc2):
+        """The region MLP on channels-last memory; returns its output still folded,
+        ``(B, p * C, Hp / p, W)`` or ``(B, p * C, H, Wp / p)``, position-major channels
+        (see :mod:`~mmhire.models.layers.channels_last`)."""
+        p = self.region_size
+        frame = shift_and_pad_slices(x, dim, p, self.shift, self.pad_mode)
+        frame = frame.contiguous(memory_format=torch.channels_last)
+        folded = fold_height_nhwc(frame, p) if dim == 2 else fold_width_nhwc(frame, p)
+        z = F.conv2d(folded, in_channels_position_major(fc1.weight, p), fc1.bias)
+        weight, bias = out_channels_position_major(fc2.weight, fc2.bias, p)
+        return F.conv2d(self.act(norm(z)), weight, bias)
 
-        The gathered positions ``(r - shift) mod L`` are runs of consecutive positions, so
-        copying a few slices replaces an index gather, which is several times slower, above all
-        along the width axis. (A strided ``(p, 1)`` convolution over a view of ``fc1``'s weight
-        would also skip the fold copy, but oneDNN runs it through a slow generic kernel.)
+    def _forward_fast(self, x):
+        """Same result as the plain path, on channels-last memory.
+
+        The branch outputs are never un-folded, cropped or un-shifted as copies: their means
+        are taken over the data positions, and they are added, weighted, into the channel
+        branch's output through strided views. ``proj`` then reads one channels-last map.
         """
-        length = x.shape[dim]
-        x = shift_and_pad_slices(x, dim, self.region_size, self.shift, self.pad_mode)
-        x = fc2(self.act(norm(fc1(fold_regions(x, dim, self.region_size)))))
-        x = unfold_regions(x, dim, self.region_size)
-        return crop_and_unshift_slices(x, dim, length, self.shift)
+        b, c, height, width = x.shape
+        x = x.contiguous(memory_format=torch.channels_last)
+        p, shift = self.region_size, self.shift
+        yh = self._region_mlp_nhwc(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
+        yw = self._region_mlp_nhwc(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
+        ch = self.mlp_c(x).permute(0, 2, 3, 1)  # (B, H, W, C)
+
+        mean = (height_branch_mean(yh, height, p) + width_branch_mean(yw, width, p)
+                + ch.mean(dim=(1, 2)))
+        a = self.reweight(mean.reshape(b, c, 1, 1)).reshape(b, c, 3).softmax(dim=2)
+        a = a.permute(2, 0, 1).reshape(3, b, 1, 1, c)
+
+        out = ch * a[2]  # (B, H, W, C), contiguous: the other two branches are added in place
+        add_height_branch_(out, yh, a[0], height, p, shift)
+        add_width_branch_(out, yw, a[1], width, p, shift)
+        return self.proj(out.permute(0, 3, 1, 2))
 
     def forward(self, x):
+        if self.fast:
+            return self._forward_fast(x)
         b, c = x.shape[:2]
-        region_mlp = self._region_mlp_fast if self.fast else self._region_mlp
-        h = region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
-        w = region_mlp(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
+        h = self._region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
+        w = self._region_mlp(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
         ch = self.mlp_c(x)
 
         # Branch weights: reweight's 3C outputs read as (C, 3), softmax over the 3 branches.
-        if self.fast:  # the mean of a sum is the sum of the means: no full-size adds
-            a = sum(t.mean(dim=(2, 3), keepdim=True) for t in (h, w, ch))
-        else:
-            a = (h + w + ch).mean(dim=(2, 3), keepdim=True)
+        a = (h + w + ch).mean(dim=(2, 3), keepdim=True)
         a = self.reweight(a).reshape(b, c, 3).softmax(dim=2)
         a = a.permute(2, 0, 1).unsqueeze(-1).unsqueeze(-1)  # (3, B, C, 1, 1)
-        if self.fast:  # three passes over the maps instead of five
-            x = (ch * a[2]).addcmul_(h, a[0]).addcmul_(w, a[1])
-        else:
-            x = h * a[0] + w * a[1] + ch * a[2]
+        x = h * a[0] + w * a[1] + ch * a[2]
         return self.proj(x)
 
     @torch.no_grad()
