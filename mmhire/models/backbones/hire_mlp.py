@@ -14,6 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmhire.checkpoint import load_pretrained
 from mmhire.errors import HireMLPConfigError, HireMLPInputError, HireMLPTypeError
 from mmhire.models.layers import PAD_MODES, ConvNormAct, HireBlock
+from mmhire.models.layers.channels_last import ChannelsLastGrad
 
 _SHARED = dict(
     mlp_ratios=[4, 4, 4, 4],
@@ -337,7 +338,9 @@ class HireMLP(BaseModule):
             x = self._run_blocks(self.network[2 * i], x)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x) if self.out_norm else x
-                # plain NCHW for the necks and heads: some of them call .view()
+                if self.fast:  # plain NCHW for the necks and heads (some call .view()),
+                    # while the gradients flow back into the network channels-last
+                    out = ChannelsLastGrad.apply(out)
                 outs.append(out.contiguous())
         return tuple(outs)
 

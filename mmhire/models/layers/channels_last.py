@@ -118,6 +118,91 @@ def width_branch_mean(y: torch.Tensor, length: int, region_size: int) -> torch.T
     return frame[:, :, :length].mean(dim=(1, 2))
 
 
-__all__ = ['padded_length', 'in_channels_position_major', 'out_channels_position_major',
-           'fold_height_nhwc', 'fold_width_nhwc', 'add_height_branch_', 'add_width_branch_',
-           'height_branch_mean', 'width_branch_mean']
+
+
+def _height_runs(length, region_size, shift):
+    s = shift % length
+    return [(i, j0, count, q0) for i in range(region_size)
+            for j0, count, q0 in _runs(length, region_size, s, i)]
+
+
+class FuseBranches(torch.autograd.Function):
+    """``out = a2 * ch + a0 * unfold_h(yh) + a1 * unfold_w(yw)`` on NHWC memory, with its own
+    backward.
+
+    Forward adds the height and width branches into the output through strided views
+    (:func:`add_height_branch_`, :func:`add_width_branch_`). Autograd would answer every one
+    of those in-place slice updates with a full-size zero tensor; this backward writes each
+    branch's gradient once, straight into its folded layout, and reduces the branch weights'
+    gradients from the same slices.
+
+    Inputs: ``ch`` ``(B, H, W, C)``; ``yh`` ``(B, p * C, Hp / p, W)`` and ``yw``
+    ``(B, p * C, H, Wp / p)`` (position-major, see :func:`fold_height_nhwc`); ``a``
+    ``(3, B, 1, 1, C)``; the region size and shift.
+    """
+
+    @staticmethod
+    def forward(ctx, ch, yh, yw, a, region_size, shift):
+        height, width = ch.shape[1:3]
+        out = ch * a[2]
+        add_height_branch_(out, yh, a[0], height, region_size, shift)
+        add_width_branch_(out, yw, a[1], width, region_size, shift)
+        ctx.save_for_backward(ch, yh, yw, a)
+        ctx.region_size, ctx.shift = region_size, shift
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        ch, yh, yw, a = ctx.saved_tensors
+        p, shift = ctx.region_size, ctx.shift
+        g = grad_out.contiguous()
+        b, height, width, c = g.shape
+        grad_a = torch.empty_like(a)
+
+        grad_ch = g * a[2]
+        grad_a[2] = (g * ch).sum(dim=(1, 2), keepdim=True)
+
+        # height branch: gradient in the folded layout; padded rows get none
+        _, pc, hj, w = yh.shape
+        yn = yh.permute(0, 2, 3, 1).reshape(b, hj, w, p, c)
+        grad_yn = torch.zeros(b, hj, w, p, c, dtype=g.dtype, device=g.device)
+        ga0 = torch.zeros_like(grad_a[0])
+        for i, j0, count, q0 in _height_runs(height, p, shift):
+            src = g[:, q0:q0 + (count - 1) * p + 1:p]
+            torch.mul(src, a[0], out=grad_yn[:, j0:j0 + count, :, i])
+            ga0 += (src * yn[:, j0:j0 + count, :, i]).sum(dim=(1, 2), keepdim=True)
+        grad_a[0] = ga0
+        grad_yh = grad_yn.reshape(b, hj, w, pc).permute(0, 3, 1, 2)
+
+        # width branch: the un-shift is two slices of the frame, padded columns get none
+        _, pc, h, wj = yw.shape
+        frame = yw.permute(0, 2, 3, 1).reshape(b, h, wj * p, c)
+        grad_frame = torch.zeros(b, h, wj * p, c, dtype=g.dtype, device=g.device)
+        s = shift % width
+        pieces = [(slice(0, width - s), slice(s, width))] + (
+            [(slice(width - s, width), slice(0, s))] if s else [])
+        ga1 = torch.zeros_like(grad_a[1])
+        for out_cols, frame_cols in pieces:
+            src = g[:, :, out_cols]
+            torch.mul(src, a[1], out=grad_frame[:, :, frame_cols])
+            ga1 += (src * frame[:, :, frame_cols]).sum(dim=(1, 2), keepdim=True)
+        grad_a[1] = ga1
+        grad_yw = grad_frame.reshape(b, h, wj, pc).permute(0, 3, 1, 2)
+        return grad_ch, grad_yh, grad_yw, grad_a, None, None
+
+
+class ChannelsLastGrad(torch.autograd.Function):
+    """Identity whose backward hands on the gradient in channels-last memory.
+
+    Placed where the backbone's channels-last maps leave as NCHW outputs, it keeps the
+    gradients flowing back into the network channels-last, the layout its convolutions' backward
+    is fast in.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous(memory_format=torch.channels_last)

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
 from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
-from .channels_last import (add_height_branch_, add_width_branch_, fold_height_nhwc,
-                            fold_width_nhwc, height_branch_mean, in_channels_position_major,
+from .channels_last import (FuseBranches, fold_height_nhwc, fold_width_nhwc,
+                            height_branch_mean, in_channels_position_major,
                             out_channels_position_major, width_branch_mean)
 from .region_rearrange import (PAD_MODES, crop_and_unshift, fold_regions, shift_and_pad,
                                shift_and_pad_slices, unfold_regions)
@@ -110,9 +110,7 @@ class HireModule(nn.Module):
         a = self.reweight(mean.reshape(b, c, 1, 1)).reshape(b, c, 3).softmax(dim=2)
         a = a.permute(2, 0, 1).reshape(3, b, 1, 1, c)
 
-        out = ch * a[2]  # (B, H, W, C), contiguous: the other two branches are added in place
-        add_height_branch_(out, yh, a[0], height, p, shift)
-        add_width_branch_(out, yw, a[1], width, p, shift)
+        out = FuseBranches.apply(ch, yh, yw, a, p, shift)  # (B, H, W, C)
         return self.proj(out.permute(0, 3, 1, 2))
 
     def forward(self, x):
