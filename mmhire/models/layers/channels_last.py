@@ -7,7 +7,7 @@ each region's ``p`` tokens side by side, in *position-major* order (channel ``i 
 token ``i`` of channel ``c``). The released weights use *channel-major* order (``c * p + i``),
 so the fast path permutes the (small) weights instead of the (large) maps. Folding along the
 height needs one transpose copy. Un-folding, cropping the padding and undoing the shift are
-strided views of the region MLP's output, added straight into the fused output, with no copy.
+strided views of a branch's output, added straight into the module's output, with no copy.
 """
 import torch
 
@@ -20,17 +20,6 @@ def in_channels_position_major(weight: torch.Tensor, region_size: int) -> torch.
     out_ch, in_ch = weight.shape[:2]
     return weight.reshape(out_ch, in_ch // region_size, region_size).transpose(1, 2).reshape(
         out_ch, in_ch, 1, 1)
-
-
-def out_channels_position_major(weight: torch.Tensor, bias, region_size: int):
-    """A 1x1 conv weight and bias producing ``C * p`` folded channels, reordered from
-    ``c * p + i`` to ``i * C + c``."""
-    out_ch = weight.shape[0]
-    c = out_ch // region_size
-    weight = weight.reshape(c, region_size, -1).transpose(0, 1).reshape(out_ch, -1, 1, 1)
-    if bias is not None:
-        bias = bias.reshape(c, region_size).t().reshape(out_ch)
-    return weight, bias
 
 
 def fold_height_nhwc(frame: torch.Tensor, region_size: int) -> torch.Tensor:
@@ -69,12 +58,12 @@ def _runs(length: int, region_size: int, shift: int, i: int):
         yield first, n - first, q0 + first * p - length
 
 
-def add_height_branch_(out: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, length: int,
-                       region_size: int, shift: int) -> None:
-    """``out += weight * crop_and_unshift(unfold(y))`` along the height, in place, no copies.
+def add_height_branch_(out: torch.Tensor, y: torch.Tensor, length: int, region_size: int,
+                       shift: int) -> None:
+    """``out += crop_and_unshift(unfold(y))`` along the height, in place, no copies.
 
-    ``out``: ``(B, H, W, C)`` (NHWC view); ``y``: the region MLP output ``(B, p * C, Hp / p, W)``
-    (position-major channels); ``weight``: ``(B, 1, 1, C)``.
+    ``out``: ``(B, H, W, C)`` (NHWC); ``y``: a region branch's output ``(B, p * C, Hp / p, W)``
+    (position-major channels).
     """
     b, pc, hj, w = y.shape
     p = region_size
@@ -83,41 +72,46 @@ def add_height_branch_(out: torch.Tensor, y: torch.Tensor, weight: torch.Tensor,
     for i in range(p):
         for j0, count, q0 in _runs(length, p, s, i):
             dst = out[:, q0:q0 + (count - 1) * p + 1:p]
-            dst.addcmul_(yn[:, j0:j0 + count, :, i], weight)
+            dst.add_(yn[:, j0:j0 + count, :, i])
 
 
-def add_width_branch_(out: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, length: int,
-                      region_size: int, shift: int) -> None:
+def add_width_branch_(out: torch.Tensor, y: torch.Tensor, length: int, region_size: int,
+                      shift: int) -> None:
     """:func:`add_height_branch_` along the width: the unfold is a view, the un-shift two
     slices."""
     b, pc, h, wj = y.shape
     p = region_size
     frame = y.permute(0, 2, 3, 1).reshape(b, h, wj * p, pc // p)  # (B, H, Wp, C)
     s = shift % length
-    out[:, :, :length - s].addcmul_(frame[:, :, s:length], weight)
+    out[:, :, :length - s].add_(frame[:, :, s:length])
     if s:
-        out[:, :, length - s:].addcmul_(frame[:, :, :s], weight)
+        out[:, :, length - s:].add_(frame[:, :, :s])
 
 
-def height_branch_mean(y: torch.Tensor, length: int, region_size: int) -> torch.Tensor:
-    """Mean over the rows that hold data (not padding) of the height branch: ``(B, C)``."""
-    b, pc, hj, w = y.shape
-    p = region_size
-    yn = y.permute(0, 2, 3, 1).reshape(b, hj, w, p, pc // p)
-    last = length - (hj - 1) * p  # data rows in the last region
-    total = yn[:, -1, :, :last].sum(dim=(1, 2))
-    if hj > 1:
-        total = total + yn[:, :-1].sum(dim=(1, 2, 3))
-    return total / (length * w)
+def region_branch_mean(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                       length: int, dim: int) -> torch.Tensor:
+    """Mean over the data positions (not the padding) of a region branch's output, ``(B, C)``,
+    from its hidden map, without computing the output.
 
-
-def width_branch_mean(y: torch.Tensor, length: int, region_size: int) -> torch.Tensor:
-    """Mean over the columns that hold data of the width branch: ``(B, C)``."""
-    b, pc, h, wj = y.shape
-    frame = y.permute(0, 2, 3, 1).reshape(b, h, wj * region_size, pc // region_size)
-    return frame[:, :, :length].mean(dim=(1, 2))
-
-
+    The output at token ``i`` of a region is ``weight[:, i] @ hidden + bias[:, i]``. Every
+    region holds data at all ``p`` tokens except possibly the last one along ``dim``, which
+    holds ``rem``; so the sum over data positions needs only the hidden map's total and its
+    last region's sum. ``hidden``: ``(B, K, Hp / p, W)`` (``dim=2``) or ``(B, K, H, Wp / p)``
+    (``dim=3``); ``weight``: ``(C, p, K)``; ``bias``: ``(C, p)``.
+    """
+    p = weight.shape[1]
+    regions = hidden.shape[dim]
+    across = hidden.shape[5 - dim]  # the other spatial axis, which has no padding
+    rem = length - (regions - 1) * p  # data tokens in the last region
+    total = hidden.sum(dim=(2, 3))  # (B, K)
+    last = hidden.narrow(dim, regions - 1, 1).sum(dim=(2, 3))
+    # per token i: the sum of the hidden map over the regions whose token i holds data
+    token_sums = total.unsqueeze(1) - last.unsqueeze(1) * (
+        torch.arange(p, device=hidden.device) >= rem).to(hidden.dtype).reshape(1, p, 1)
+    counts = torch.full((p,), regions, dtype=hidden.dtype, device=hidden.device)
+    counts[rem:] -= 1
+    out = torch.einsum('cik,bik->bc', weight, token_sums) + (bias * counts).sum(1) * across
+    return out / (length * across)
 
 
 def _height_runs(length, region_size, shift):
@@ -126,69 +120,49 @@ def _height_runs(length, region_size, shift):
             for j0, count, q0 in _runs(length, region_size, s, i)]
 
 
-class FuseBranches(torch.autograd.Function):
-    """``out = a2 * ch + a0 * unfold_h(yh) + a1 * unfold_w(yw)`` on NHWC memory, with its own
-    backward.
+class AddBranches(torch.autograd.Function):
+    """``ch += unfold_h(yh) + unfold_w(yw)`` on NHWC memory, in place, with its own backward.
 
-    Forward adds the height and width branches into the output through strided views
-    (:func:`add_height_branch_`, :func:`add_width_branch_`). Autograd would answer every one
-    of those in-place slice updates with a full-size zero tensor; this backward writes each
-    branch's gradient once, straight into its folded layout, and reduces the branch weights'
-    gradients from the same slices.
+    Forward adds the height and width branches into ``ch`` through strided views
+    (:func:`add_height_branch_`, :func:`add_width_branch_`): no un-fold, crop or un-shift
+    copies. Autograd would answer each of those in-place slice updates with a full-size zero
+    tensor; this backward writes each branch's gradient once, straight into its folded layout
+    (the padded positions get zeros).
 
     Inputs: ``ch`` ``(B, H, W, C)``; ``yh`` ``(B, p * C, Hp / p, W)`` and ``yw``
-    ``(B, p * C, H, Wp / p)`` (position-major, see :func:`fold_height_nhwc`); ``a``
-    ``(3, B, 1, 1, C)``; the region size and shift.
+    ``(B, p * C, H, Wp / p)`` (position-major, see :func:`fold_height_nhwc`); the region size
+    and the shift.
     """
 
     @staticmethod
-    def forward(ctx, ch, yh, yw, a, region_size, shift):
+    def forward(ctx, ch, yh, yw, region_size, shift):
         height, width = ch.shape[1:3]
-        out = ch * a[2]
-        add_height_branch_(out, yh, a[0], height, region_size, shift)
-        add_width_branch_(out, yw, a[1], width, region_size, shift)
-        ctx.save_for_backward(ch, yh, yw, a)
+        add_height_branch_(ch, yh, height, region_size, shift)
+        add_width_branch_(ch, yw, width, region_size, shift)
+        ctx.mark_dirty(ch)
+        ctx.shapes = yh.shape, yw.shape
         ctx.region_size, ctx.shift = region_size, shift
-        return out
+        return ch
 
     @staticmethod
     def backward(ctx, grad_out):
-        ch, yh, yw, a = ctx.saved_tensors
         p, shift = ctx.region_size, ctx.shift
         g = grad_out.contiguous()
         b, height, width, c = g.shape
-        grad_a = torch.empty_like(a)
+        (_, pc, hj, w), (_, _, h, wj) = ctx.shapes
 
-        grad_ch = g * a[2]
-        grad_a[2] = (g * ch).sum(dim=(1, 2), keepdim=True)
-
-        # height branch: gradient in the folded layout; padded rows get none
-        _, pc, hj, w = yh.shape
-        yn = yh.permute(0, 2, 3, 1).reshape(b, hj, w, p, c)
-        grad_yn = torch.zeros(b, hj, w, p, c, dtype=g.dtype, device=g.device)
-        ga0 = torch.zeros_like(grad_a[0])
+        grad_yn = g.new_zeros(b, hj, w, p, c)
         for i, j0, count, q0 in _height_runs(height, p, shift):
-            src = g[:, q0:q0 + (count - 1) * p + 1:p]
-            torch.mul(src, a[0], out=grad_yn[:, j0:j0 + count, :, i])
-            ga0 += (src * yn[:, j0:j0 + count, :, i]).sum(dim=(1, 2), keepdim=True)
-        grad_a[0] = ga0
+            grad_yn[:, j0:j0 + count, :, i] = g[:, q0:q0 + (count - 1) * p + 1:p]
         grad_yh = grad_yn.reshape(b, hj, w, pc).permute(0, 3, 1, 2)
 
-        # width branch: the un-shift is two slices of the frame, padded columns get none
-        _, pc, h, wj = yw.shape
-        frame = yw.permute(0, 2, 3, 1).reshape(b, h, wj * p, c)
-        grad_frame = torch.zeros(b, h, wj * p, c, dtype=g.dtype, device=g.device)
+        grad_frame = g.new_zeros(b, h, wj * p, c)
         s = shift % width
-        pieces = [(slice(0, width - s), slice(s, width))] + (
-            [(slice(width - s, width), slice(0, s))] if s else [])
-        ga1 = torch.zeros_like(grad_a[1])
-        for out_cols, frame_cols in pieces:
-            src = g[:, :, out_cols]
-            torch.mul(src, a[1], out=grad_frame[:, :, frame_cols])
-            ga1 += (src * frame[:, :, frame_cols]).sum(dim=(1, 2), keepdim=True)
-        grad_a[1] = ga1
+        grad_frame[:, :, s:width] = g[:, :, :width - s]
+        if s:
+            grad_frame[:, :, :s] = g[:, :, width - s:]
         grad_yw = grad_frame.reshape(b, h, wj, pc).permute(0, 3, 1, 2)
-        return grad_ch, grad_yh, grad_yw, grad_a, None, None
+        return g, grad_yh, grad_yw, None, None
 
 
 class ChannelsLastGrad(torch.autograd.Function):

@@ -5,9 +5,8 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
 from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
-from .channels_last import (FuseBranches, fold_height_nhwc, fold_width_nhwc,
-                            height_branch_mean, in_channels_position_major,
-                            out_channels_position_major, width_branch_mean)
+from .channels_last import (AddBranches, fold_height_nhwc, fold_width_nhwc,
+                            in_channels_position_major, region_branch_mean)
 from .region_rearrange import (PAD_MODES, crop_and_unshift, fold_regions, shift_and_pad,
                                shift_and_pad_slices, unfold_regions)
 
@@ -40,10 +39,11 @@ class HireModule(nn.Module):
         pad_mode (str): How an axis is padded to a multiple of ``region_size``:
             ``'circular'`` (released model), ``'constant'`` (zeros) or ``'replicate'``.
         norm_cfg (dict): Norm of the region MLPs. Defaults to ``dict(type='BN')``.
-        fast (bool): The channels-last path: 1x1 convolutions on NHWC memory (much faster in
-            oneDNN), shifts and padding as slices instead of index gathers, no un-fold, crop or
-            un-shift copies (the branches are added into the output through strided views).
-            Same parameters, same results; ``False`` keeps the plain path (the test oracle).
+        fast (bool): The fast path (:meth:`_forward_fast`): ``proj`` and the branch weights
+            folded into per-image convolution weights, 1x1 convolutions on channels-last
+            memory (much faster in oneDNN), shifts and padding as slices instead of index
+            gathers, no un-fold, crop or un-shift copies. Same parameters, same results;
+            ``False`` keeps the plain path (the test oracle).
     """
 
     def __init__(self, embed_dims: int, region_size: int, shift: int = 0,
@@ -79,39 +79,62 @@ class HireModule(nn.Module):
         x = unfold_regions(x, dim, self.region_size)
         return crop_and_unshift(x, dim, length, self.shift)
 
-    def _region_mlp_nhwc(self, x, dim, fc1, norm, fc2):
-        """The region MLP on channels-last memory; returns its output still folded,
-        ``(B, p * C, Hp / p, W)`` or ``(B, p * C, H, Wp / p)``, position-major channels
-        (see :mod:`~mmhire.models.layers.channels_last`)."""
+    def _region_hidden_nhwc(self, x, dim, fc1, norm):
+        """First half of the region MLP on channels-last memory: the ``C / 2``-wide hidden map
+        of every region, ``(B, C / 2, Hp / p, W)`` or ``(B, C / 2, H, Wp / p)``."""
         p = self.region_size
         frame = shift_and_pad_slices(x, dim, p, self.shift, self.pad_mode)
         frame = frame.contiguous(memory_format=torch.channels_last)
         folded = fold_height_nhwc(frame, p) if dim == 2 else fold_width_nhwc(frame, p)
         z = F.conv2d(folded, in_channels_position_major(fc1.weight, p), fc1.bias)
-        weight, bias = out_channels_position_major(fc2.weight, fc2.bias, p)
-        return F.conv2d(self.act(norm(z)), weight, bias)
+        return self.act(norm(z))
 
     def _forward_fast(self, x):
-        """Same result as the plain path, on channels-last memory.
+        """Same result as the plain path, with ``proj`` and the branch weights folded away.
 
-        The branch outputs are never un-folded, cropped or un-shifted as copies: their means
-        are taken over the data positions, and they are added, weighted, into the channel
-        branch's output through strided views. ``proj`` then reads one channels-last map.
+        ``proj`` is linear and the branch weights ``a`` are per channel, so
+        ``proj(a0 * h + a1 * w + a2 * ch)`` equals the sum of three maps computed by
+        convolutions whose weights absorb them: ``proj . diag(a0) . mlp_h2`` on the height
+        branch's hidden map, likewise for the width branch, and ``proj . diag(a2) . mlp_c`` on
+        ``x``. ``a`` comes from the branches' means, which are linear in the hidden maps' sums
+        and in ``x``'s mean, so they are known before any full-size branch output exists. That
+        removes ``proj`` (a ``C x C`` convolution over the map) and the weighted sum's passes.
+        The weights depend on ``a``, so each image of the batch gets its own. Everything runs
+        on channels-last memory, and the branch outputs are added into the result through
+        strided views (:class:`~mmhire.models.layers.channels_last.AddBranches`).
         """
         b, c, height, width = x.shape
         x = x.contiguous(memory_format=torch.channels_last)
         p, shift = self.region_size, self.shift
-        yh = self._region_mlp_nhwc(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
-        yw = self._region_mlp_nhwc(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
-        ch = self.mlp_c(x).permute(0, 2, 3, 1)  # (B, H, W, C)
+        zh = self._region_hidden_nhwc(x, 2, self.mlp_h1, self.mlp_h1_norm)
+        zw = self._region_hidden_nhwc(x, 3, self.mlp_w1, self.mlp_w1_norm)
 
-        mean = (height_branch_mean(yh, height, p) + width_branch_mean(yw, width, p)
-                + ch.mean(dim=(1, 2)))
+        wh = self.mlp_h2.weight.reshape(c, p, -1)  # row c * p + i: token i of channel c
+        ww = self.mlp_w2.weight.reshape(c, p, -1)
+        bh = self.mlp_h2.bias.reshape(c, p)
+        bw = self.mlp_w2.bias.reshape(c, p)
+        wc = self.mlp_c.weight.reshape(c, c)
+        mean = (region_branch_mean(zh, wh, bh, height, dim=2)
+                + region_branch_mean(zw, ww, bw, width, dim=3)
+                + F.linear(x.mean(dim=(2, 3)), wc, self.mlp_c.bias))
         a = self.reweight(mean.reshape(b, c, 1, 1)).reshape(b, c, 3).softmax(dim=2)
-        a = a.permute(2, 0, 1).reshape(3, b, 1, 1, c)
 
-        out = FuseBranches.apply(ch, yh, yw, a, p, shift)  # (B, H, W, C)
-        return self.proj(out.permute(0, 3, 1, 2))
+        proj = self.proj.weight.reshape(c, c)
+        outs = []
+        for i in range(b):  # the folded weights depend on the image through a
+            pa = proj * a[i].t().unsqueeze(1)  # (3, C, C): proj . diag(a_k)
+            wh_i = torch.einsum('oc,cik->iok', pa[0], wh).reshape(p * c, -1, 1, 1)
+            ww_i = torch.einsum('oc,cik->iok', pa[1], ww).reshape(p * c, -1, 1, 1)
+            bh_i = torch.einsum('oc,ci->io', pa[0], bh).reshape(p * c)
+            bw_i = torch.einsum('oc,ci->io', pa[1], bw).reshape(p * c)
+            wc_i = (pa[2] @ wc).reshape(c, c, 1, 1)
+            bc_i = pa[2] @ self.mlp_c.bias + self.proj.bias
+            yh = F.conv2d(zh[i:i + 1], wh_i, bh_i)  # position-major: row i * C + o
+            yw = F.conv2d(zw[i:i + 1], ww_i, bw_i)
+            ch = F.conv2d(x[i:i + 1], wc_i, bc_i).permute(0, 2, 3, 1)
+            outs.append(AddBranches.apply(ch, yh, yw, p, shift))
+        out = outs[0] if b == 1 else torch.cat(outs)
+        return out.permute(0, 3, 1, 2)
 
     def forward(self, x):
         if self.fast:
