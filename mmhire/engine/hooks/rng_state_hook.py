@@ -96,7 +96,6 @@ class RNGStateHook(Hook):
             self._val_stash = None
 
 
-
 class _RestoreBeforeFetch:
     """Wraps ``IterBasedTrainLoop.dataloader_iterator`` for one resume.
 

@@ -11,8 +11,6 @@ strided views of a branch's output, added straight into the module's output, wit
 """
 import torch
 
-from .region_rearrange import padded_length
-
 
 def in_channels_position_major(weight: torch.Tensor, region_size: int) -> torch.Tensor:
     """A 1x1 conv weight over ``C * p`` folded channels, reordered from ``c * p + i`` to
