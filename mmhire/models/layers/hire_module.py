@@ -58,6 +58,12 @@ class HireModule(nn.Module):
         self.shift = shift
         self.pad_mode = pad_mode
         self.fast = fast
+        # The fast path's extra work grows with the weights (permuting and folding them, about
+        # C^3 (p + 1) multiply-adds), its savings with the map: below C (p + 1) positions it
+        # loses to the plain path (measured: HireMLP-S at 224x224), so small maps take the
+        # plain path. Tests set ``fast_min_positions = 0`` to force the fast path.
+        self.fast_min_positions = embed_dims * (region_size + 1)
+        self.fold_proj = True  # tests set False to check the fast path's unfolded variant
 
         self.mlp_h1 = nn.Conv2d(c * p, c // 2, 1, bias=False)
         self.mlp_h1_norm = build_norm_layer(norm_cfg, c // 2)[1]
@@ -99,7 +105,10 @@ class HireModule(nn.Module):
         ``x``. ``a`` comes from the branches' means, which are linear in the hidden maps' sums
         and in ``x``'s mean, so they are known before any full-size branch output exists. That
         removes ``proj`` (a ``C x C`` convolution over the map) and the weighted sum's passes.
-        The weights depend on ``a``, so each image of the batch gets its own. Everything runs
+        The weights depend on ``a``, so each image of the batch gets its own. (With
+        ``fold_proj = False`` only the ``diag(a_k)`` are folded and ``proj`` stays a
+        convolution.) Maps of at most ``fast_min_positions`` positions take the plain path,
+        where this weight-side work would cost more than it saves. Everything runs
         on channels-last memory, and the branch outputs are added into the result through
         strided views (:class:`~mmhire.models.layers.channels_last.AddBranches`).
         """
@@ -122,22 +131,32 @@ class HireModule(nn.Module):
         proj = self.proj.weight.reshape(c, c)
         outs = []
         for i in range(b):  # the folded weights depend on the image through a
-            pa = proj * a[i].t().unsqueeze(1)  # (3, C, C): proj . diag(a_k)
-            wh_i = torch.einsum('oc,cik->iok', pa[0], wh).reshape(p * c, -1, 1, 1)
-            ww_i = torch.einsum('oc,cik->iok', pa[1], ww).reshape(p * c, -1, 1, 1)
-            bh_i = torch.einsum('oc,ci->io', pa[0], bh).reshape(p * c)
-            bw_i = torch.einsum('oc,ci->io', pa[1], bw).reshape(p * c)
-            wc_i = (pa[2] @ wc).reshape(c, c, 1, 1)
-            bc_i = pa[2] @ self.mlp_c.bias + self.proj.bias
-            yh = F.conv2d(zh[i:i + 1], wh_i, bh_i)  # position-major: row i * C + o
-            yw = F.conv2d(zw[i:i + 1], ww_i, bw_i)
-            ch = F.conv2d(x[i:i + 1], wc_i, bc_i).permute(0, 2, 3, 1)
+            if self.fold_proj:
+                pa = proj * a[i].t().unsqueeze(1)  # (3, C, C): proj . diag(a_k)
+                wh_i = torch.einsum('oc,cik->iok', pa[0], wh)
+                ww_i = torch.einsum('oc,cik->iok', pa[1], ww)
+                bh_i = torch.einsum('oc,ci->io', pa[0], bh)
+                bw_i = torch.einsum('oc,ci->io', pa[1], bw)
+                wc_i = pa[2] @ wc
+                bc_i = pa[2] @ self.mlp_c.bias + self.proj.bias
+            else:  # only diag(a_k): scale the output channels, proj stays a convolution
+                ak = a[i].t()  # (3, C)
+                wh_i = (wh * ak[0].reshape(c, 1, 1)).transpose(0, 1)
+                ww_i = (ww * ak[1].reshape(c, 1, 1)).transpose(0, 1)
+                bh_i = (bh * ak[0].reshape(c, 1)).t()
+                bw_i = (bw * ak[1].reshape(c, 1)).t()
+                wc_i = wc * ak[2].reshape(c, 1)
+                bc_i = self.mlp_c.bias * ak[2]
+            # position-major outputs: row i * C + o is token i of channel o
+            yh = F.conv2d(zh[i:i + 1], wh_i.reshape(p * c, -1, 1, 1), bh_i.reshape(p * c))
+            yw = F.conv2d(zw[i:i + 1], ww_i.reshape(p * c, -1, 1, 1), bw_i.reshape(p * c))
+            ch = F.conv2d(x[i:i + 1], wc_i.reshape(c, c, 1, 1), bc_i).permute(0, 2, 3, 1)
             outs.append(AddBranches.apply(ch, yh, yw, p, shift))
-        out = outs[0] if b == 1 else torch.cat(outs)
-        return out.permute(0, 3, 1, 2)
+        out = (outs[0] if b == 1 else torch.cat(outs)).permute(0, 3, 1, 2)
+        return out if self.fold_proj else self.proj(out)
 
     def forward(self, x):
-        if self.fast:
+        if self.fast and x.shape[2] * x.shape[3] > self.fast_min_positions:
             return self._forward_fast(x)
         b, c = x.shape[:2]
         h = self._region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)

@@ -30,10 +30,13 @@ def assert_rel_close(a, b, rel=1e-4, scale=None):
 CASES = list(itertools.product(['circular', 'constant', 'replicate'], [0, 1, 2, 3], [1, 2, 3, 4]))
 
 
+@pytest.mark.parametrize('fold_proj', [True, False], ids=['fold_proj', 'proj_conv'])
 @pytest.mark.parametrize('training', [True, False], ids=['train', 'eval'])
 @pytest.mark.parametrize('pad_mode,shift,region_size', CASES)
-def test_fast_equals_plain(pad_mode, shift, region_size, training):
+def test_fast_equals_plain(pad_mode, shift, region_size, training, fold_proj):
     plain, fast = randomized_pair(8, region_size, shift, pad_mode)
+    fast.fold_proj = fold_proj  # both variants of the fast path,
+    fast.fast_min_positions = 0  # and the fast path even for these small maps
     plain.train(training), fast.train(training)
     for size, channels_last in (((7, 5), False), ((1, 9), False), ((6, 11), True)):
         x = torch.randn(2, 8, *size)
