@@ -67,10 +67,8 @@ def predict_and_draw(images, config, checkpoint, out_dir, device='cpu', score_th
         model = init_model(cfg, checkpoint, device=device)
         infer = inference_model
     if fuse:  # fold the backbone's BatchNorms: same predictions, faster
-        from mmhire.models import HireMLP
-        for m in model.modules():
-            if isinstance(m, HireMLP):
-                m.fuse()
+        from mmhire.models import fuse_hire_mlps
+        fuse_hire_mlps(model)
     visualizer = VISUALIZERS.build(dict(model.cfg.visualizer, name='mmhire_image_demo',
                                         vis_backends=None))
     visualizer.dataset_meta = model.dataset_meta

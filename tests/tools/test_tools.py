@@ -139,6 +139,14 @@ def test_segmentation_train_test_and_draw(demo_data, tmp_path):
     drawn = run(['tools/image_demo.py', img, cfg, ckpt, '--out-dir', str(tmp_path / 'png')])
     assert drawn.returncode == 0, drawn.stderr[-3000:]
     assert len(os.listdir(tmp_path / 'png')) == 1
+    # image_demo --fuse: the same picture (label overlay), up to a near-tie pixel
+    drawn = run(['tools/image_demo.py', img, cfg, ckpt, '--out-dir', str(tmp_path / 'pngf'),
+                 '--fuse'])
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    name = os.listdir(tmp_path / 'png')[0]
+    a = np.array(Image.open(tmp_path / 'png' / name))
+    b = np.array(Image.open(tmp_path / 'pngf' / name))
+    assert a.shape == b.shape and (a == b).all(axis=-1).mean() > 0.999
 
 
 @pytest.mark.slow

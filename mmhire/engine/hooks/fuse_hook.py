@@ -16,8 +16,7 @@ class FuseHireMLPHook(Hook):
     """
 
     def before_test(self, runner):
-        from mmhire.models import HireMLP
+        from mmhire.models import fuse_hire_mlps
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        fused = [m.fuse() for m in model.modules() if isinstance(m, HireMLP)]
-        print_log(f'FuseHireMLPHook: fused {len(fused)} HireMLP backbone(s) for inference',
-                  logger='current')
+        print_log(f'FuseHireMLPHook: fused {fuse_hire_mlps(model)} HireMLP backbone(s) for '
+                  'inference', logger='current')

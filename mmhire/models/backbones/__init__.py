@@ -1,3 +1,3 @@
-from .hire_mlp import HireMLP
+from .hire_mlp import HireMLP, fuse_hire_mlps
 
-__all__ = ['HireMLP']
+__all__ = ['HireMLP', 'fuse_hire_mlps']

@@ -357,3 +357,12 @@ def _unknown_args_message(unknown_args):
         parts.append(f'{name!r}' + (f' (did you mean {close[0]!r}?)' if close else ''))
     return (f'HireMLP got unknown argument(s) {", ".join(parts)} in model.backbone; '
             f'its arguments are {", ".join(valid)}')
+
+
+def fuse_hire_mlps(model: nn.Module) -> int:
+    """Call :meth:`HireMLP.fuse` on every HireMLP inside ``model`` (a whole detector or
+    segmentor); returns how many were fused."""
+    backbones = [m for m in model.modules() if isinstance(m, HireMLP)]
+    for backbone in backbones:
+        backbone.fuse()
+    return len(backbones)

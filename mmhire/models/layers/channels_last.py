@@ -40,20 +40,32 @@ def fold_width_nhwc(frame: torch.Tensor, region_size: int) -> torch.Tensor:
     return frame.permute(0, 2, 3, 1).reshape(b, h, wp // p, p * c).permute(0, 3, 1, 2)
 
 
-def _runs(length: int, region_size: int, shift: int, i: int):
-    """For the padded rows ``r = j * p + i`` that hold data (``r < length``): yield
-    ``(j0, count, q0)``, meaning rows ``j0 .. j0 + count - 1`` go to output positions
-    ``q0, q0 + p, ...`` (the un-shift ``q = (r - shift) mod length`` splits them in at most two
-    runs)."""
+def _height_runs(length: int, region_size: int, shift: int):
+    """Where the height branch's data rows go: ``(i, j0, count, q0)`` for each token ``i`` of a
+    region, meaning the padded rows ``r = j * p + i`` for ``j = j0 .. j0 + count - 1`` (all
+    ``r < length``, the rest is padding) go to output rows ``q0, q0 + p, ...``. The un-shift
+    ``q = (r - shift) mod length`` splits each token's rows in at most two runs."""
     p = region_size
-    n = -(-(length - i) // p) if i < length else 0
-    if n == 0:
-        return
-    q0 = (i - shift) % length
-    first = min(n, -(-(length - q0) // p))
-    yield 0, first, q0
-    if first < n:
-        yield first, n - first, q0 + first * p - length
+    s = shift % length
+    runs = []
+    for i in range(min(p, length)):
+        n = -(-(length - i) // p)  # data rows holding token i
+        q0 = (i - s) % length
+        first = min(n, -(-(length - q0) // p))
+        runs.append((i, 0, first, q0))
+        if first < n:
+            runs.append((i, first, n - first, q0 + first * p - length))
+    return runs
+
+
+def _width_pieces(length: int, shift: int):
+    """Where the width branch's data columns go: ``(out_cols, frame_cols)`` slice pairs (the
+    un-shift is a roll, two slices at most)."""
+    s = shift % length
+    pieces = [(slice(0, length - s), slice(s, length))]
+    if s:
+        pieces.append((slice(length - s, length), slice(0, s)))
+    return pieces
 
 
 def add_height_branch_(out: torch.Tensor, y: torch.Tensor, length: int, region_size: int,
@@ -66,11 +78,8 @@ def add_height_branch_(out: torch.Tensor, y: torch.Tensor, length: int, region_s
     b, pc, hj, w = y.shape
     p = region_size
     yn = y.permute(0, 2, 3, 1).reshape(b, hj, w, p, pc // p)
-    s = shift % length
-    for i in range(p):
-        for j0, count, q0 in _runs(length, p, s, i):
-            dst = out[:, q0:q0 + (count - 1) * p + 1:p]
-            dst.add_(yn[:, j0:j0 + count, :, i])
+    for i, j0, count, q0 in _height_runs(length, p, shift):
+        out[:, q0:q0 + (count - 1) * p + 1:p].add_(yn[:, j0:j0 + count, :, i])
 
 
 def add_width_branch_(out: torch.Tensor, y: torch.Tensor, length: int, region_size: int,
@@ -80,10 +89,8 @@ def add_width_branch_(out: torch.Tensor, y: torch.Tensor, length: int, region_si
     b, pc, h, wj = y.shape
     p = region_size
     frame = y.permute(0, 2, 3, 1).reshape(b, h, wj * p, pc // p)  # (B, H, Wp, C)
-    s = shift % length
-    out[:, :, :length - s].add_(frame[:, :, s:length])
-    if s:
-        out[:, :, length - s:].add_(frame[:, :, :s])
+    for out_cols, frame_cols in _width_pieces(length, shift):
+        out[:, :, out_cols].add_(frame[:, :, frame_cols])
 
 
 def region_branch_mean(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -110,12 +117,6 @@ def region_branch_mean(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.T
     counts[rem:] -= 1
     out = torch.einsum('cik,bik->bc', weight, token_sums) + (bias * counts).sum(1) * across
     return out / (length * across)
-
-
-def _height_runs(length, region_size, shift):
-    s = shift % length
-    return [(i, j0, count, q0) for i in range(region_size)
-            for j0, count, q0 in _runs(length, region_size, s, i)]
 
 
 class AddBranches(torch.autograd.Function):
@@ -155,10 +156,8 @@ class AddBranches(torch.autograd.Function):
         grad_yh = grad_yn.reshape(b, hj, w, pc).permute(0, 3, 1, 2)
 
         grad_frame = g.new_zeros(b, h, wj * p, c)
-        s = shift % width
-        grad_frame[:, :, s:width] = g[:, :, :width - s]
-        if s:
-            grad_frame[:, :, :s] = g[:, :, width - s:]
+        for out_cols, frame_cols in _width_pieces(width, shift):
+            grad_frame[:, :, frame_cols] = g[:, :, out_cols]
         grad_yw = grad_frame.reshape(b, h, wj, pc).permute(0, 3, 1, 2)
         return g, grad_yh, grad_yw, None, None
 

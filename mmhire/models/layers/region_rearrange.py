@@ -86,14 +86,6 @@ def shift_and_pad_slices(x: torch.Tensor, dim: int, region_size: int, shift: int
     return torch.cat(pieces, dim)
 
 
-def crop_and_unshift_slices(x: torch.Tensor, dim: int, length: int, shift: int) -> torch.Tensor:
-    """:func:`crop_and_unshift` as (at most) two slices and one ``cat``."""
-    s = shift % length
-    if s == 0:
-        return x.narrow(dim, 0, length)
-    return torch.cat([x.narrow(dim, s, length - s), x.narrow(dim, 0, s)], dim)
-
-
 def crop_and_unshift(x: torch.Tensor, dim: int, length: int, shift: int) -> torch.Tensor:
     """Inverse of :func:`shift_and_pad`: keep the first ``length`` positions and roll back."""
     if shift % length == 0:

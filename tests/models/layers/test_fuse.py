@@ -66,6 +66,14 @@ def test_fused_backbone_equals_backbone(pad_mode):
     compare(model, fused, torch.randn(1, 3, 40, 56).contiguous(memory_format=torch.channels_last))
 
 
+def test_fuse_hire_mlps_finds_every_backbone():
+    from mmhire.models import fuse_hire_mlps
+    model = torch.nn.ModuleDict(dict(a=HireMLP(arch=TINY_ARCH), b=HireMLP(arch=TINY_ARCH),
+                                     head=torch.nn.Conv2d(8, 8, 1)))
+    assert fuse_hire_mlps(model) == 2
+    assert model['a'].fused and model['b'].fused
+
+
 def test_fused_backbone_refuses_to_train():
     fused = HireMLP(arch=TINY_ARCH).fuse()
     with pytest.raises(ValueError, match='fused for inference'):
