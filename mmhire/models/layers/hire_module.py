@@ -5,10 +5,10 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
 from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
-from .channels_last import (AddBranches, fold_height_nhwc, fold_width_nhwc,
-                            in_channels_position_major, region_branch_mean)
+from .channels_last import (AddBranches, ChannelsLastGrad, in_channels_position_major,
+                            region_branch_mean, shift_pad_fold)
 from .region_rearrange import (PAD_MODES, crop_and_unshift, fold_regions, shift_and_pad,
-                               shift_and_pad_slices, unfold_regions)
+                               unfold_regions)
 
 
 class ConvMlp(nn.Module):
@@ -89,11 +89,9 @@ class HireModule(nn.Module):
         """First half of the region MLP on channels-last memory: the ``C / 2``-wide hidden map
         of every region, ``(B, C / 2, Hp / p, W)`` or ``(B, C / 2, H, Wp / p)``."""
         p = self.region_size
-        frame = shift_and_pad_slices(x, dim, p, self.shift, self.pad_mode)
-        frame = frame.contiguous(memory_format=torch.channels_last)
-        folded = fold_height_nhwc(frame, p) if dim == 2 else fold_width_nhwc(frame, p)
+        folded = shift_pad_fold(x, dim, p, self.shift, self.pad_mode)
         z = F.conv2d(folded, in_channels_position_major(fc1.weight, p), fc1.bias)
-        return self.act(norm(z))
+        return ChannelsLastGrad.apply(self.act(norm(z)))
 
     def _forward_fast(self, x):
         """Same result as the plain path, with ``proj`` and the branch weights folded away.
@@ -113,7 +111,7 @@ class HireModule(nn.Module):
         strided views (:class:`~mmhire.models.layers.channels_last.AddBranches`).
         """
         b, c, height, width = x.shape
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = ChannelsLastGrad.apply(x.contiguous(memory_format=torch.channels_last))
         p, shift = self.region_size, self.shift
         zh = self._region_hidden_nhwc(x, 2, self.mlp_h1, self.mlp_h1_norm)
         zw = self._region_hidden_nhwc(x, 3, self.mlp_w1, self.mlp_w1_norm)
@@ -129,8 +127,11 @@ class HireModule(nn.Module):
         a = self.reweight(mean.reshape(b, c, 1, 1)).reshape(b, c, 3).softmax(dim=2)
 
         proj = self.proj.weight.reshape(c, c)
+        # one image at a time: the folded weights depend on the image through a. (split, not
+        # indexing: the backward of x[i:i + 1] zero-fills a batch-sized gradient per image)
+        images = zip(x.split(1), zh.split(1), zw.split(1)) if b > 1 else [(x, zh, zw)]
         outs = []
-        for i in range(b):  # the folded weights depend on the image through a
+        for i, (x_i, zh_i, zw_i) in enumerate(images):
             if self.fold_proj:
                 pa = proj * a[i].t().unsqueeze(1)  # (3, C, C): proj . diag(a_k)
                 wh_i = torch.einsum('oc,cik->iok', pa[0], wh)
@@ -148,9 +149,9 @@ class HireModule(nn.Module):
                 wc_i = wc * ak[2].reshape(c, 1)
                 bc_i = self.mlp_c.bias * ak[2]
             # position-major outputs: row i * C + o is token i of channel o
-            yh = F.conv2d(zh[i:i + 1], wh_i.reshape(p * c, -1, 1, 1), bh_i.reshape(p * c))
-            yw = F.conv2d(zw[i:i + 1], ww_i.reshape(p * c, -1, 1, 1), bw_i.reshape(p * c))
-            ch = F.conv2d(x[i:i + 1], wc_i.reshape(c, c, 1, 1), bc_i).permute(0, 2, 3, 1)
+            yh = F.conv2d(zh_i, wh_i.reshape(p * c, -1, 1, 1), bh_i.reshape(p * c))
+            yw = F.conv2d(zw_i, ww_i.reshape(p * c, -1, 1, 1), bw_i.reshape(p * c))
+            ch = F.conv2d(x_i, wc_i.reshape(c, c, 1, 1), bc_i).permute(0, 2, 3, 1)
             outs.append(AddBranches.apply(ch, yh, yw, p, shift))
         out = (outs[0] if b == 1 else torch.cat(outs)).permute(0, 3, 1, 2)
         return out if self.fold_proj else self.proj(out)
