@@ -194,8 +194,11 @@ def region_branch_mean(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.T
     regions = hidden.shape[dim]
     across = hidden.shape[5 - dim]  # the other spatial axis, which has no padding
     rem = length - (regions - 1) * p  # data tokens in the last region
-    total = hidden.sum(dim=(2, 3))  # (B, K)
-    last = hidden.narrow(dim, regions - 1, 1).sum(dim=(2, 3))
+    # per-region sums first: their backward is a broadcast, where narrowing the map itself
+    # would zero-fill a full-size gradient
+    region_sums = hidden.sum(dim=5 - dim)  # (B, K, regions)
+    total = region_sums.sum(dim=2)  # (B, K)
+    last = region_sums[:, :, -1]
     # per token i: the sum of the hidden map over the regions whose token i holds data
     token_sums = total.unsqueeze(1) - last.unsqueeze(1) * (
         torch.arange(p, device=hidden.device) >= rem).to(hidden.dtype).reshape(1, p, 1)

@@ -123,7 +123,8 @@ class HireModule(nn.Module):
         wc = self.mlp_c.weight.reshape(c, c)
         mean = (region_branch_mean(zh, wh, bh, height, dim=2)
                 + region_branch_mean(zw, ww, bw, width, dim=3)
-                + F.linear(x.mean(dim=(2, 3)), wc, self.mlp_c.bias))
+                # sum / n, not mean: mean's backward materialises a full-size gradient
+                + F.linear(x.sum(dim=(2, 3)) / (height * width), wc, self.mlp_c.bias))
         a = self.reweight(mean.reshape(b, c, 1, 1)).reshape(b, c, 3).softmax(dim=2)
 
         proj = self.proj.weight.reshape(c, c)
