@@ -58,6 +58,17 @@ def current_rss_mb():
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
+# glibc's malloc, told to keep freed memory for reuse instead of handing it back to the OS. By
+# default every buffer above 32 MB is a fresh mmap and frees trim the heap, so a training step
+# at 800x1216 page-faults in up to ~1.5 GB of new memory (measured: 90k-400k minor faults and
+# 0.3-2 s of system time per step, varying from step to step); that cost depends on the order
+# of allocations more than on the model, and makes repeated runs differ by 20% or more. With
+# these two settings the faults are gone and what is left is the models' own work. They are
+# read when a process starts (mallopt() at run time, measured, leaves most faults in place),
+# so they go into the environment of the worker processes. M_TOP_PAD brings faults back.
+RETAIN_ENV = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(2**30)}
+
+
 def measure(job):
     """Runs in its own process: time one model in one mode; returns a dict."""
     import torch
@@ -131,16 +142,33 @@ def matmul_rate(threads, device, n=2048, repeats=10):
     return 2 * n ** 3 / statistics.median(times)
 
 
-def run_jobs(jobs):
+def run_jobs(jobs, rounds=1, allocator='system'):
+    """Run every job ``rounds`` times, round-robin (so slow spells of a shared machine hit all
+    models alike); a job's result is the median over its rounds of its per-process medians.
+    ``allocator='retain'``: the workers start with :data:`RETAIN_ENV`."""
     ctx = mp.get_context('spawn')
-    results = []
-    for job in jobs:  # one at a time: they would compete for the same cores
-        with ctx.Pool(1) as pool:
-            results.append(pool.apply(measure, (job,)))
-        print(f"  {LABELS[job[0]]:18s} {job[1]:5s} {job[2][0]}x{job[2][1]}: "
-              f"{results[-1]['median'] * 1e3:8.1f} ms, peak {results[-1]['peak_mb']:7.0f} MB",
-              file=sys.stderr, flush=True)
-    return results
+    per_job = [[] for _ in jobs]
+    saved = {k: os.environ.get(k) for k in RETAIN_ENV}
+    if allocator == 'retain':
+        os.environ.update(RETAIN_ENV)  # spawned workers inherit it; this process is unaffected
+    try:
+        for r in range(rounds):
+            for i, job in enumerate(jobs):  # one at a time: they would compete for the cores
+                with ctx.Pool(1) as pool:
+                    res = pool.apply(measure, (job,))
+                per_job[i].append(res)
+                tag = f' (round {r + 1}/{rounds})' if rounds > 1 else ''
+                print(f"  {LABELS[job[0]]:18s} {job[1]:5s} {job[2][0]}x{job[2][1]}: "
+                      f"{res['median'] * 1e3:8.1f} ms, peak {res['peak_mb']:7.0f} MB{tag}",
+                      file=sys.stderr, flush=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return [dict(runs[0], median=statistics.median(r['median'] for r in runs),
+                 peak_mb=statistics.median(r['peak_mb'] for r in runs)) for runs in per_job]
 
 
 def main_table(args):
@@ -151,11 +179,13 @@ def main_table(args):
             if mode == 'infer' or m not in INFERENCE_ONLY]
     # The machine is shared: take the better of a measurement before and one after the models.
     rate = matmul_rate(args.threads, args.device)
-    results = {(r['model'], r['mode']): r for r in run_jobs(jobs)}
+    results = {(r['model'], r['mode']): r
+               for r in run_jobs(jobs, args.rounds, args.allocator)}
     rate = max(rate, matmul_rate(args.threads, args.device))
     print(f'\nBackbones at {args.batch}x3x{shape[0]}x{shape[1]}, {args.threads} threads, '
           f'{args.device}{" AMP" if args.amp else ""}, median of {args.repeats} after '
-          f'{args.warmup} warm-up; float32 matmul rate {rate / 1e9:.1f} GFLOP/s\n')
+          f'{args.warmup} warm-up{rounds_note(args)}; allocator {args.allocator}; '
+          f'float32 matmul rate {rate / 1e9:.1f} GFLOP/s\n')
     header = ('| backbone | params (M) | GMACs | inference (ms) | achieved | '
               'infer peak (MB) |')
     if 'train' in modes:
@@ -200,6 +230,10 @@ def main_table(args):
         plot_bars(rows, args.png, shape)
 
 
+def rounds_note(args):
+    return f', median over {args.rounds} round-robin rounds' if args.rounds > 1 else ''
+
+
 def plot_bars(rows, path, shape):
     import matplotlib
     matplotlib.use('Agg')
@@ -224,10 +258,11 @@ def main_scaling(args):
     sizes = [(s, s) for s in args.scaling] + [(800, 1333)]
     jobs = [(m, 'infer', size, args.batch, args.threads, args.warmup, args.repeats, args.device,
              args.amp) for size in sizes for m in args.models]
-    results = run_jobs(jobs)
+    results = run_jobs(jobs, args.rounds, args.allocator)
     table = {(r['model'], i // len(args.models)): r for i, r in enumerate(results)}
     print(f'\nInference latency (ms) / peak memory (MB), batch {args.batch}, {args.threads} '
-          f'threads, {args.device}, median of {args.repeats}\n')
+          f'threads, {args.device}, median of {args.repeats}{rounds_note(args)}; '
+          f'allocator {args.allocator}\n')
     print('| input | ' + ' | '.join(LABELS[m] for m in args.models) + ' |')
     print('|---|' + '---|' * len(args.models))
     for i, size in enumerate(sizes):
@@ -267,8 +302,15 @@ def main(argv=None):
     parser.add_argument('--no-train', action='store_true', help='inference only')
     parser.add_argument('--scaling', type=int, nargs='+', metavar='SIDE',
                         help='resolution-scaling report over these square sizes (+ 800x1333)')
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='run every model this many times, round-robin, and take medians')
+    parser.add_argument('--allocator', choices=('system', 'retain'), default='system',
+                        help="'retain': glibc keeps freed memory (no page-fault noise), see "
+                        'RETAIN_ENV')
     parser.add_argument('--png', help='save a chart here')
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error('--rounds must be at least 1')
     if args.device.startswith('cuda'):
         import torch
         if not torch.cuda.is_available():
