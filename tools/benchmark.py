@@ -4,6 +4,7 @@
     python tools/benchmark.py --size 512 512 --batch 2 --threads 4 --png bench.png
     python tools/benchmark.py --scaling 224 448 672 896 1120 1344 --png scaling.png
     python tools/benchmark.py --device cuda --amp              # GPU, synchronised timing
+    python tools/benchmark.py --hire-modules                   # one Hire module per stage
 
 For every backbone it reports params, MACs at the input size, median inference latency, median
 training-step time (forward + backward), peak memory of each, and the achieved rate
@@ -288,6 +289,53 @@ def main_scaling(args):
         print(f'chart: {args.png}')
 
 
+def main_hire_modules(args):
+    """Forward + backward of one Hire module per stage of HireMLP-S at the feature-map sizes of
+    ``--size``, fast vs plain path, interleaved in this process (inputs channels-last for the
+    fast path, as the backbone feeds it)."""
+    import torch
+    from mmhire import HireMLP
+    from mmhire.models.layers.hire_module import HireModule
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    backbone = HireMLP(arch='s').eval()
+    # each stage's second block (the first one with a shift) and the map size it sees
+    blocks = [stage[min(1, len(stage) - 1)] for stage in backbone.network
+              if isinstance(stage, torch.nn.Sequential)]
+    sizes = []
+    hooks = [b.register_forward_pre_hook(lambda m, inp: sizes.append(inp[0].shape[-2:]))
+             for b in blocks]
+    with torch.no_grad():
+        backbone(torch.zeros(1, 3, *args.size))
+    for hook in hooks:
+        hook.remove()
+    print(f'\nHire modules of HireMLP-S at {args.size[0]}x{args.size[1]} input, batch '
+          f'{args.batch}, {args.threads} threads, forward + backward, median of {args.repeats} '
+          f'after {args.warmup} warm-up, fast and plain interleaved\n')
+    print('| stage | map | C | region | shift | fast (ms) | plain (ms) | plain / fast |')
+    print('|---|---|---|---|---|---|---|---|')
+    for stage, (block, (h, w)) in enumerate(zip(blocks, sizes)):
+        attn = block.attn
+        mods = {fast: HireModule(attn.embed_dims, attn.region_size, attn.shift, attn.pad_mode,
+                                 fast=fast).train() for fast in (True, False)}
+        mods[False].load_state_dict(mods[True].state_dict())
+        x = torch.randn(args.batch, attn.embed_dims, h, w)
+        inputs = {True: x.contiguous(memory_format=torch.channels_last), False: x}
+        times = {True: [], False: []}
+        for i in range(args.warmup + args.repeats):
+            for fast in (True, False):
+                xi = inputs[fast].detach().requires_grad_()
+                t = time.perf_counter()
+                out = mods[fast](xi)
+                out.backward(torch.ones_like(out))
+                if i >= args.warmup:
+                    times[fast].append(time.perf_counter() - t)
+        f, p = (statistics.median(times[k]) * 1e3 for k in (True, False))
+        path = '' if h * w > attn.fast_min_positions else ' (plain path: small map)'
+        print(f'| {stage + 1} | {h}x{w} | {attn.embed_dims} | {attn.region_size} | '
+              f'{attn.shift} | {f:.1f}{path} | {p:.1f} | {p / f:.2f}x |')
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -307,6 +355,8 @@ def main(argv=None):
     parser.add_argument('--allocator', choices=('system', 'retain'), default='system',
                         help="'retain': glibc keeps freed memory (no page-fault noise), see "
                         'RETAIN_ENV')
+    parser.add_argument('--hire-modules', action='store_true',
+                        help='time one Hire module per stage, fast vs plain path')
     parser.add_argument('--png', help='save a chart here')
     args = parser.parse_args(argv)
     if args.rounds < 1:
@@ -315,7 +365,9 @@ def main(argv=None):
         import torch
         if not torch.cuda.is_available():
             sys.exit('error: --device cuda but no CUDA GPU is visible')
-    if args.scaling:
+    if args.hire_modules:
+        main_hire_modules(args)
+    elif args.scaling:
         main_scaling(args)
     else:
         main_table(args)

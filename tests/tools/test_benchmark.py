@@ -81,3 +81,12 @@ def test_retain_env_removes_page_faults():
         counts[mode] = int(out.stdout.split()[-1])
     # measured: 31k-47k minor faults over three steps by default, under 1k retained
     assert counts['retain'] * 10 < counts['system'], counts
+
+
+def test_hire_modules_table():
+    out = run(['--hire-modules', '--size', '96', '128', '--threads', '1', '--warmup', '0',
+               '--repeats', '1'])
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith('| ') and 'x |' in line]
+    assert [row.split('|')[2].strip() for row in rows] == ['24x32', '12x16', '6x8', '3x4']
+    assert 'plain path: small map' in out.stdout
