@@ -38,6 +38,7 @@ def test_scaling_report(tmp_path):
     assert osp.getsize(png) > 0
 
 
+@pytest.mark.slow
 def test_rounds_and_allocator():
     out = run(['--size', '48', '64', '--models', 'hire_s_fast', 'hire_s_plain', '--no-train',
                '--threads', '1', '--warmup', '0', '--repeats', '1', '--rounds', '2',
