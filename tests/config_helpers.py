@@ -5,8 +5,8 @@ import os.path as osp
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-ALL_CONFIGS = sorted(osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'),
-                                                                recursive=True))
+ALL_CONFIGS = sorted(osp.relpath(p, ROOT)
+                     for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))
 
 
 def _set_scales(pipeline, scale, crop):

@@ -50,8 +50,8 @@ def grid(paths, out_file, cols=2):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', default=osp.join('configs', 'demo',
-                                                      'maskrcnn_hire_t_fpn_demo.py'))
+    parser.add_argument('--config',
+                        default=osp.join('configs', 'demo', 'maskrcnn_hire_t_fpn_demo.py'))
     parser.add_argument('--data-dir', default='data', help='parent of demo_coco/')
     parser.add_argument('--work-dir', help='default: work_dirs/demo/<date_time>')
     parser.add_argument('--epochs', type=int, help="override the config's max_epochs")
@@ -107,10 +107,10 @@ def main(argv=None):
 
     total = time.time() - t0
     print('\n[demo] Mask R-CNN + HireMLP-T, trained from scratch on the demo shapes set')
-    print(f"[demo] bbox mAP {metrics['coco/bbox_mAP']:.3f}   mAP@0.5 {metrics['coco/bbox_mAP_50']:.3f}"
-          f"   mAP@0.75 {metrics['coco/bbox_mAP_75']:.3f}")
-    print(f"[demo] segm mAP {metrics['coco/segm_mAP']:.3f}   mAP@0.5 {metrics['coco/segm_mAP_50']:.3f}"
-          f"   mAP@0.75 {metrics['coco/segm_mAP_75']:.3f}")
+    for kind in ('bbox', 'segm'):
+        print(f"[demo] {kind} mAP {metrics[f'coco/{kind}_mAP']:.3f}   "
+              f"mAP@0.5 {metrics[f'coco/{kind}_mAP_50']:.3f}   "
+              f"mAP@0.75 {metrics[f'coco/{kind}_mAP_75']:.3f}")
     print(f'[demo] predictions drawn: {picture}')
     print('[demo] time: ' + ', '.join(f'{k} {v:.0f} s' for k, v in timings.items()) +
           f', total {total / 60:.1f} min')

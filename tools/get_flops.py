@@ -10,7 +10,8 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 from mmhire.analysis import backbone_complexity, model_complexity  # noqa: E402
 
-RELEASED = {'tiny': (18.04, 2.1), 'small': (33.11, 4.2), 'base': (58.23, 8.1), 'large': (95.72, 13.4)}
+RELEASED = {'tiny': (18.04, 2.1), 'small': (33.11, 4.2), 'base': (58.23, 8.1),
+            'large': (95.72, 13.4)}
 
 
 def main():
@@ -38,7 +39,8 @@ def main():
     for arch in args.arch:
         r = backbone_complexity(arch, args.shape)
         rel = RELEASED.get(arch.lower(), ('-', '-'))
-        print(f"| {arch} | {r['params'] / 1e6:.2f} | {r['params_with_head'] / 1e6:.2f} | {rel[0]} | "
+        print(f"| {arch} | {r['params'] / 1e6:.2f} | {r['params_with_head'] / 1e6:.2f} | "
+              f"{rel[0]} | "
               f"{r['macs'] / 1e9:.2f} | {rel[1]} |")
 
 

@@ -16,7 +16,8 @@ DATASET_HINTS = {
     'CocoDataset': (
         'COCO 2017: download train2017.zip, val2017.zip and annotations_trainval2017.zip from '
         'https://cocodataset.org/#download and unpack them as\n'
-        '    data/coco/train2017/  data/coco/val2017/  data/coco/annotations/instances_{train,val}2017.json'),
+        '    data/coco/train2017/  data/coco/val2017/  '
+        'data/coco/annotations/instances_{train,val}2017.json'),
     'ADE20KDataset': (
         'ADE20K: download ADEChallengeData2016.zip from '
         'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip and unpack it as\n'

@@ -64,7 +64,7 @@ def test_ade_set_layout_and_labels(demo_data):
     for split, n in (('training', 6), ('validation', 4)):
         images = sorted(os.listdir(osp.join(root, 'images', split)))
         labels = sorted(os.listdir(osp.join(root, 'annotations', split)))
-        assert len(images) == n and [i[:-4] for i in images] == [l[:-4] for l in labels]
+        assert len(images) == n and [i[:-4] for i in images] == [name[:-4] for name in labels]
         for name in labels:
             seg = cv2.imread(osp.join(root, 'annotations', split, name), cv2.IMREAD_UNCHANGED)
             values = set(np.unique(seg).tolist())

@@ -1,4 +1,5 @@
-"""Hire-MLP backbone (Guo et al., "Hire-MLP: Vision MLP via Hierarchical Rearrangement", CVPR 2022)."""
+"""Hire-MLP backbone (Guo et al., "Hire-MLP: Vision MLP via Hierarchical Rearrangement",
+CVPR 2022)."""
 import copy
 import warnings
 from typing import Sequence, Union
@@ -40,7 +41,8 @@ class HireMLP(BaseModule):
         L(k+1) = ceil(Lk / 2)            # conv 3x3, stride 2, padding 1, before stages 2-4
 
     e.g. 224 -> 56, 28, 14, 7 and 1333 -> 333, 167, 84, 42. Inside a stage the Hire modules pad
-    each axis to a multiple of the region size (see ``pad_mode``) and crop back, so the size is kept.
+    each axis to a multiple of the region size (see ``pad_mode``) and crop back, so the size is
+    kept.
 
     Args:
         arch (str | dict): ``'tiny'``, ``'small'``, ``'base'``, ``'large'`` (or ``'t'``, ``'s'``,

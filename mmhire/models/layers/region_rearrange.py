@@ -95,9 +95,11 @@ def crop_and_unshift(x: torch.Tensor, dim: int, length: int, shift: int) -> torc
 
 
 def fold_regions(x: torch.Tensor, dim: int, region_size: int) -> torch.Tensor:
-    """Fold groups of ``region_size`` consecutive positions along ``dim`` (2 = H, 3 = W) into channels.
+    """Fold groups of ``region_size`` consecutive positions along ``dim`` (2 = H, 3 = W) into
+    channels.
 
-    ``(B, C, H, W) -> (B, C * p, H / p, W)`` for ``dim=2``; channel ``c * p + i`` holds position ``i``
+    ``(B, C, H, W) -> (B, C * p, H / p, W)`` for ``dim=2``; channel ``c * p + i`` holds position
+    ``i``
     of each group for input channel ``c``.
     """
     b, c, h, w = x.shape

@@ -22,7 +22,8 @@ def ref_for(arch):
 
 
 # ----------------------------------------------------------------------------- arch / shapes
-@pytest.mark.parametrize('name,alias', [('tiny', 'T'), ('small', 's'), ('base', 'B'), ('large', 'l')])
+@pytest.mark.parametrize('name,alias',
+                         [('tiny', 'T'), ('small', 's'), ('base', 'B'), ('large', 'l')])
 def test_named_archs_match_reference_keys(name, alias):
     model = HireMLP(arch=alias, out_norm=False)
     depths, dims = ARCHS[name]
@@ -206,7 +207,8 @@ def test_norm_cfgs_build_and_run():
 def test_out_norm_adds_one_norm_per_output():
     model = HireMLP(arch=TINY_ARCH, out_indices=(1, 3))
     assert hasattr(model, 'norm1') and hasattr(model, 'norm3') and not hasattr(model, 'norm0')
-    assert not any(k.startswith('norm') for k in HireMLP(arch=TINY_ARCH, out_norm=False).state_dict())
+    keys = HireMLP(arch=TINY_ARCH, out_norm=False).state_dict()
+    assert not any(k.startswith('norm') for k in keys)
 
 
 def test_default_init_follows_release():

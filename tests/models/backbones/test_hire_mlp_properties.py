@@ -32,8 +32,8 @@ FAST = settings(max_examples=40, deadline=None,
 @given(arch=valid_arch, pad_mode=st.sampled_from(['circular', 'constant', 'replicate']),
        h=st.integers(1, 70), w=st.integers(1, 70), fast=st.booleans(),
        training=st.booleans())
-def test_valid_settings_never_crash_and_follow_the_size_rule(arch, pad_mode, h, w, fast,
-                                                           training):
+def test_valid_settings_never_crash_and_follow_the_size_rule(
+        arch, pad_mode, h, w, fast, training):
     model = HireMLP(arch=arch, pad_mode=pad_mode, fast=fast).train(training)
     x = torch.randn(2, 3, h, w, requires_grad=training)
     outs = model(x)
