@@ -11,6 +11,8 @@ strided views of a branch's output, added straight into the module's output, wit
 """
 import torch
 
+from .region_rearrange import gather_indices
+
 
 def in_channels_position_major(weight: torch.Tensor, region_size: int) -> torch.Tensor:
     """A 1x1 conv weight over ``C * p`` folded channels, reordered from ``c * p + i`` to
@@ -51,15 +53,13 @@ def _width_pieces(length: int, shift: int):
 
 def _padding_sources(length: int, region_size: int, shift: int, pad_mode: str):
     """The padded positions ``r >= length`` of a shifted axis and the map position each one
-    copies, ``(r, q)``; ``q`` is ``None`` for zeros (``'constant'``). As in
-    :func:`~mmhire.models.layers.region_rearrange.gather_indices`: circular padding keeps
-    wrapping, replicate padding repeats the shifted map's last position."""
-    total = -(-length // region_size) * region_size
-    if pad_mode == 'circular':
-        return [(r, (r - shift) % length) for r in range(length, total)]
-    if pad_mode == 'replicate':
-        return [(r, (length - 1 - shift) % length) for r in range(length, total)]
-    return [(r, None) for r in range(length, total)]
+    copies, ``(r, q)``; ``q`` is ``None`` for zeros (``'constant'``). Read off
+    :func:`~mmhire.models.layers.region_rearrange.gather_indices`, the one definition of the
+    padding (circular padding keeps wrapping, replicate repeats the shifted map's last position).
+    """
+    idx = gather_indices(length, region_size, shift, pad_mode)[length:].tolist()
+    return [(r, None if pad_mode == 'constant' else q)
+            for r, q in enumerate(idx, start=length)]
 
 
 def _fold_height_(folded: torch.Tensor, x: torch.Tensor, length: int, region_size: int,

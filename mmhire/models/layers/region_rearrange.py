@@ -55,37 +55,6 @@ def shift_and_pad(x: torch.Tensor, dim: int, region_size: int, shift: int,
     return x.index_select(dim, idx)
 
 
-def shift_and_pad_slices(x: torch.Tensor, dim: int, region_size: int, shift: int,
-                         pad_mode: str) -> torch.Tensor:
-    """:func:`shift_and_pad` as contiguous slices joined by one ``cat`` (no index gather).
-
-    The gathered positions ``(r - shift) mod L`` are runs of consecutive positions, so the result
-    is a few slices of ``x``; copying slices is much cheaper than an index gather, above all
-    along the last (width) axis. Returns ``x`` itself when nothing moves.
-    """
-    length = x.shape[dim]
-    total = padded_length(length, region_size)
-    start = (-shift) % length
-    if start == 0 and total == length:
-        return x
-    pieces, have = [], 0
-    limit = length if pad_mode != 'circular' else total  # circular padding keeps wrapping
-    while have < limit:
-        take = min(length - start, limit - have)
-        pieces.append(x.narrow(dim, start, take))
-        have += take
-        start = 0
-    if total > have:
-        tail_shape = list(x.shape)
-        tail_shape[dim] = total - have
-        if pad_mode == 'replicate':
-            last = (length - 1 - shift) % length
-            pieces.append(x.narrow(dim, last, 1).expand(tail_shape))
-        else:
-            pieces.append(x.new_zeros(tail_shape))
-    return torch.cat(pieces, dim)
-
-
 def crop_and_unshift(x: torch.Tensor, dim: int, length: int, shift: int) -> torch.Tensor:
     """Inverse of :func:`shift_and_pad`: keep the first ``length`` positions and roll back."""
     if shift % length == 0:

@@ -59,16 +59,3 @@ def test_crop_and_unshift_inverts_shift_and_pad(mode, length, p, s):
     y = shift_and_pad(x, 2, p, s, mode)
     assert y.shape[2] % p == 0
     assert torch.equal(crop_and_unshift(y, 2, length, s), x)
-
-
-@pytest.mark.parametrize('mode', ['circular', 'constant', 'replicate'])
-@pytest.mark.parametrize('dim', [2, 3])
-@pytest.mark.parametrize('length,p,s', [(1, 3, 0), (1, 3, 2), (2, 4, 3), (7, 3, 2), (8, 2, 1),
-                                        (9, 4, 0), (6, 3, 0), (5, 2, 7)])
-def test_slice_version_equals_gather(mode, dim, length, p, s):
-    from mmhire.models.layers.region_rearrange import shift_and_pad_slices
-    shape = [2, 3, 4, 4]
-    shape[dim] = length
-    x = torch.randn(shape)
-    padded = shift_and_pad(x, dim, p, s, mode)
-    assert torch.equal(shift_and_pad_slices(x, dim, p, s, mode), padded)
