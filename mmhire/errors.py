@@ -22,3 +22,7 @@ class HireMLPTypeError(MMHireError, TypeError):
 
 class HireMLPInputError(MMHireError, ValueError):
     """An input tensor HireMLP cannot take (wrong dims or channels, empty)."""
+
+
+class DeployError(MMHireError, RuntimeError):
+    """An export or deployment step cannot run (missing package, existing output, bad input)."""

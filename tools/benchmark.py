@@ -5,6 +5,7 @@
     python tools/benchmark.py --scaling 224 448 672 896 1120 1344 --png scaling.png
     python tools/benchmark.py --device cuda --amp              # GPU, synchronised timing
     python tools/benchmark.py --hire-modules                   # one Hire module per stage
+    python tools/benchmark.py --compile                        # + torch.compile rows
 
 For every backbone it reports params, MACs at the input size, median inference latency, median
 training-step time (forward + backward), peak memory of each, and the achieved rate
@@ -25,14 +26,19 @@ import warnings
 warnings.filterwarnings('ignore')
 
 MODELS = ('hire_s_fast', 'hire_s_fused', 'hire_s_plain', 'resnet50', 'swin_t', 'pvtv2_b2')
+COMPILED = '+compile'  # suffix: the same backbone under torch.compile
+COMPILE_MODELS = ('hire_s_fast', 'hire_s_fast' + COMPILED, 'resnet50', 'resnet50' + COMPILED)
 INFERENCE_ONLY = ('hire_s_fused',)  # fused BatchNorms: no training step
 LABELS = {'hire_s_fast': 'HireMLP-S (fast)', 'hire_s_plain': 'HireMLP-S (plain)',
           'hire_s_fused': 'HireMLP-S (fast, fused)',
-          'resnet50': 'ResNet-50', 'swin_t': 'Swin-T', 'pvtv2_b2': 'PVTv2-b2'}
+          'resnet50': 'ResNet-50', 'swin_t': 'Swin-T', 'pvtv2_b2': 'PVTv2-b2',
+          'hire_s_fast' + COMPILED: 'HireMLP-S (torch.compile)',
+          'resnet50' + COMPILED: 'ResNet-50 (torch.compile)'}
 
 
 def build(name):
     """The backbone, as MMDetection builds it for its detectors (random init, no download)."""
+    name = name.removesuffix(COMPILED)
     if name.startswith('hire'):
         from mmhire import HireMLP
         model = HireMLP(arch=name.split('_')[1], fast=not name.endswith('plain'))
@@ -91,14 +97,18 @@ def measure(job):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() / 2**20
 
+    net = model
+    if name.endswith(COMPILED):  # HireMLP must compile as one graph; ResNet may break graphs
+        net = torch.compile(model, fullgraph=name.startswith('hire'))
+
     def step():
         with torch.autocast(device_type='cuda' if cuda else 'cpu', enabled=amp,
                             dtype=torch.float16 if cuda else torch.bfloat16):
             if mode == 'infer':
                 with torch.no_grad():
-                    model(x)
+                    net(x)
             else:
-                outs = model(x)
+                outs = net(x)
                 sum(o.float().mean() for o in outs).backward()
                 model.zero_grad(set_to_none=True)
         if cuda:
@@ -108,10 +118,11 @@ def measure(job):
     for i in range(warmup + repeats):
         t = time.perf_counter()
         step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
+        times.append(time.perf_counter() - t)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda else peak_rss_mb()) - base
-    return dict(model=name, mode=mode, median=statistics.median(times), peak_mb=max(peak, 0.0))
+    # the first call of a compiled model compiles it (and runs once)
+    return dict(model=name, mode=mode, median=statistics.median(times[warmup:]),
+                peak_mb=max(peak, 0.0), first_call=times[0])
 
 
 def complexity(name, shape):
@@ -211,6 +222,21 @@ def main_table(args):
             row.update(train=tr['median'], train_peak=tr['peak_mb'])
         rows.append(row)
         print(line)
+    compiled = [m for m in args.models if m.endswith(COMPILED)]
+    if compiled:
+        print('\n| compiled backbone | first inference call (s) | first training step (s) | '
+              'inference vs eager | training step vs eager |')
+        print('|---|---|---|---|---|')
+        for m in compiled:
+            eager = m.removesuffix(COMPILED)
+            cells = [f"{results[(m, mode)]['first_call']:.1f}" if (m, mode) in results else '-'
+                     for mode in ('infer', 'train')]
+            ratios = [f"{results[(eager, mode)]['median'] / results[(m, mode)]['median']:.2f}x"
+                      if (m, mode) in results and (eager, mode) in results else '-'
+                      for mode in ('infer', 'train')]
+            print(f'| {LABELS[m]} | ' + ' | '.join(cells + ratios) + ' |')
+        print('(first call = compiling plus one run; vs eager > 1 means the compiled model is '
+              'faster)')
     by = {r['model']: r for r in rows}
     if {'hire_s_fast', 'hire_s_plain'} <= set(by):
         f, p = by['hire_s_fast'], by['hire_s_plain']
@@ -344,7 +370,11 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
+    parser.add_argument('--models', nargs='+', choices=MODELS + COMPILE_MODELS[1::2],
+                        help=f'default: {" ".join(MODELS)} ({" ".join(COMPILE_MODELS)} with '
+                        '--compile)')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile rows (compile time, then steady state) next to eager')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--amp', action='store_true', help='autocast (fp16 on CUDA, bf16 on CPU)')
     parser.add_argument('--no-train', action='store_true', help='inference only')
@@ -361,6 +391,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error('--rounds must be at least 1')
+    if args.models is None:
+        args.models = list(COMPILE_MODELS if args.compile else MODELS)
     if args.device.startswith('cuda'):
         import torch
         if not torch.cuda.is_available():

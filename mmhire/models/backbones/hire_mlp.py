@@ -16,6 +16,7 @@ from mmhire.checkpoint import load_pretrained
 from mmhire.errors import HireMLPConfigError, HireMLPInputError, HireMLPTypeError
 from mmhire.models.layers import PAD_MODES, ConvNormAct, HireBlock
 from mmhire.models.layers.channels_last import ChannelsLastGrad
+from mmhire.models.layers.traceable import is_graph_capture
 
 _SHARED = dict(
     mlp_ratios=[4, 4, 4, 4],
@@ -329,7 +330,9 @@ class HireMLP(BaseModule):
         return x
 
     def forward(self, x):
-        self._check_input(x)
+        capturing = is_graph_capture()
+        if not torch.jit.is_tracing():  # (the tracer's sizes are tensors: no Python checks)
+            self._check_input(x)
         if self.fast:  # the whole backbone on channels-last memory (see HireModule's fast)
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.patch_embed(x)
@@ -340,8 +343,8 @@ class HireMLP(BaseModule):
             x = self._run_blocks(self.network[2 * i], x)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x) if self.out_norm else x
-                if self.fast:  # plain NCHW for the necks and heads (some call .view()),
-                    # while the gradients flow back into the network channels-last
+                if self.fast and not capturing:  # plain NCHW for the necks and heads (some
+                    # call .view()), while the gradients flow back into the network channels-last
                     out = ChannelsLastGrad.apply(out)
                 outs.append(out.contiguous())
         return tuple(outs)

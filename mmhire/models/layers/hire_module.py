@@ -9,6 +9,8 @@ from .channels_last import (AddBranches, ChannelsLastGrad, in_channels_position_
                             region_branch_mean, shift_pad_fold)
 from .region_rearrange import (PAD_MODES, crop_and_unshift, fold_regions, shift_and_pad,
                                unfold_regions)
+from .traceable import is_graph_capture, shift_pad_fold as traceable_shift_pad_fold
+from .traceable import unfold_crop_unshift
 
 
 class ConvMlp(nn.Module):
@@ -43,7 +45,9 @@ class HireModule(nn.Module):
             folded into per-image convolution weights, 1x1 convolutions on channels-last
             memory (much faster in oneDNN), shifts and padding as slices instead of index
             gathers, no un-fold, crop or un-shift copies. Same parameters, same results;
-            ``False`` keeps the plain path (the test oracle).
+            ``False`` keeps the plain path (the test oracle). While the module is recorded
+            (``torch.jit.trace``, ``torch.onnx.export``, ``torch.export``, ``torch.compile``)
+            it runs :meth:`forward_traceable` whatever ``fast`` says.
     """
 
     def __init__(self, embed_dims: int, region_size: int, shift: int = 0,
@@ -76,14 +80,18 @@ class HireModule(nn.Module):
         self.reweight = ConvMlp(c, c // 4, c * 3)
         self.proj = nn.Conv2d(c, c, 1)
 
-    def _region_mlp(self, x, dim, fc1, norm, fc2):
+    def _region_mlp(self, x, dim, fc1, norm, fc2, traceable):
         """Mix the tokens of each region along ``dim`` (2 = height, 3 = width)."""
         length = x.shape[dim]
-        x = shift_and_pad(x, dim, self.region_size, self.shift, self.pad_mode)
-        x = fold_regions(x, dim, self.region_size)
+        p, shift = self.region_size, self.shift
+        if traceable:
+            x = traceable_shift_pad_fold(x, dim, p, shift, self.pad_mode)
+        else:
+            x = fold_regions(shift_and_pad(x, dim, p, shift, self.pad_mode), dim, p)
         x = fc2(self.act(norm(fc1(x))))
-        x = unfold_regions(x, dim, self.region_size)
-        return crop_and_unshift(x, dim, length, self.shift)
+        if traceable:
+            return unfold_crop_unshift(x, dim, length, p, shift)
+        return crop_and_unshift(unfold_regions(x, dim, p), dim, length, shift)
 
     def _region_hidden_nhwc(self, x, dim, fc1, norm):
         """First half of the region MLP on channels-last memory: the ``C / 2``-wide hidden map
@@ -158,11 +166,23 @@ class HireModule(nn.Module):
         return out if self.fold_proj else self.proj(out)
 
     def forward(self, x):
+        if is_graph_capture():
+            return self.forward_traceable(x)
         if self.fast and x.shape[2] * x.shape[3] > self.fast_min_positions:
             return self._forward_fast(x)
+        return self._forward_plain(x, traceable=False)
+
+    def forward_traceable(self, x):
+        """The plain path with every size symbolic (see :mod:`~mmhire.models.layers.traceable`):
+        no Python decision on a size, nothing in place, no custom autograd function, so one
+        recorded graph (ONNX, ``torch.export``, ``torch.compile``) serves every input size.
+        :meth:`forward` takes it while the module is recorded."""
+        return self._forward_plain(x, traceable=True)
+
+    def _forward_plain(self, x, traceable):
         b, c = x.shape[:2]
-        h = self._region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
-        w = self._region_mlp(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
+        h = self._region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2, traceable)
+        w = self._region_mlp(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2, traceable)
         ch = self.mlp_c(x)
 
         # Branch weights: reweight's 3C outputs read as (C, 3), softmax over the 3 branches.

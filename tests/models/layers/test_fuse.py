@@ -5,27 +5,12 @@ import itertools
 import pytest
 import torch
 from conftest import TINY_ARCH
+from numeric import assert_rel_close, randomize_norms
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhire import HireMLP
 from mmhire.models.layers import HireBlock
 from mmhire.models.layers.fuse import fuse_bn_conv, fuse_conv_bn
-
-
-def assert_rel_close(a, b, rel=1e-4):
-    assert ((a - b).abs().max() / a.abs().max().clamp_min(1e-30)).item() < rel
-
-
-def randomize_norms(model):
-    """Non-trivial BN statistics and affine parameters, so folding them is really tested."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                m.running_mean.uniform_(-1, 1)
-                m.running_var.uniform_(0.3, 2)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    return model
 
 
 def compare(model, fused, x):

@@ -4,6 +4,7 @@ import itertools
 import pytest
 import torch
 from conftest import TINY_ARCH
+from numeric import assert_rel_close
 
 from mmhire import HireMLP
 from mmhire.models.layers import HireModule
@@ -19,12 +20,6 @@ def randomized_pair(embed_dims, region_size, shift, pad_mode):
     fast = HireModule(embed_dims, region_size, shift, pad_mode, fast=True)
     fast.load_state_dict(plain.state_dict())
     return plain, fast
-
-
-def assert_rel_close(a, b, rel=1e-4, scale=None):
-    """``max |a - b| < rel * scale``; ``scale`` defaults to ``max |a|``."""
-    scale = a.abs().max() if scale is None else scale
-    assert ((a - b).abs().max() / max(float(scale), 1e-30)).item() < rel
 
 
 CASES = list(itertools.product(['circular', 'constant', 'replicate'], [0, 1, 2, 3], [1, 2, 3, 4]))

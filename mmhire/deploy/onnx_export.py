@@ -1,0 +1,136 @@
+"""Export a module that takes one image batch ``(B, C, H, W)`` (a ``HireMLP`` backbone, fused or
+not) to ONNX with dynamic batch, height and width, and check the file in onnxruntime.
+
+Two exporters, both through :func:`torch.onnx.export`:
+
+- ``'torchscript'`` (``dynamo=False``): the tracer-based exporter that mmdeploy and most
+  deployment pipelines use;
+- ``'dynamo'`` (``dynamo=True``, torch's default since 2.9): ``torch.export`` and onnxscript.
+
+The Hire modules take their traceable formulation while being recorded (see
+:mod:`mmhire.models.layers.traceable`), so one file serves every input size.
+"""
+import os.path as osp
+import warnings
+from collections import Counter
+
+import numpy as np
+import torch
+
+from mmhire.errors import DeployError
+
+EXPORTERS = ('torchscript', 'dynamo')
+INSTALL_HINT = ("install the deploy extra: pip install -e '.[deploy]' "
+                '(or pip install -r requirements/deploy.txt)')
+
+
+def _require(name):
+    try:
+        return __import__(name)
+    except ImportError as e:
+        raise DeployError(f'{name} is not installed ({e}); {INSTALL_HINT}') from None
+
+
+def _output_names(model, example):
+    with torch.no_grad():
+        outs = model(example)
+    count = len(outs) if isinstance(outs, (tuple, list)) else 1
+    return [f'out{i}' for i in range(count)]
+
+
+# Opsets: 17 for the TorchScript exporter; 18 for the dynamo exporter, which writes 18 and
+# would have to convert down (onnx 1.17's converter has no Pad adapter to 17).
+DEFAULT_OPSETS = dict(torchscript=17, dynamo=18)
+
+
+def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str,
+                exporter: str = 'torchscript', opset: int = None) -> str:
+    """Export ``model`` (put in eval mode) to ``path``, recorded at ``example``'s size with
+    dynamic batch, height and width. The input is named ``input``, the outputs ``out0``,
+    ``out1``, ... ``opset`` defaults to :data:`DEFAULT_OPSETS`. Refuses to overwrite an
+    existing file. Returns ``path``."""
+    if exporter not in EXPORTERS:
+        raise DeployError(f'unknown exporter {exporter!r}; choose one of {EXPORTERS}')
+    if osp.exists(path):
+        raise DeployError(f'{path} exists; give another output path or remove it first '
+                          '(mmhire never overwrites a file)')
+    if example.dim() != 4:
+        raise DeployError(f'the example input must be (B, C, H, W), got {tuple(example.shape)}')
+    _require('onnx')
+    opset = opset or DEFAULT_OPSETS[exporter]
+    model.eval()
+    names = _output_names(model, example)
+    if exporter == 'torchscript':
+        axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}}
+        axes.update({n: {0: 'batch', 2: f'{n}_height', 3: f'{n}_width'} for n in names})
+        with warnings.catch_warnings():
+            # the exporter's notes on its own deprecation; TracerWarnings stay visible
+            warnings.filterwarnings('ignore', category=DeprecationWarning)
+            torch.onnx.export(model, (example,), path, dynamo=False, input_names=['input'],
+                              output_names=names, dynamic_axes=axes, opset_version=opset)
+    else:
+        _require('onnxscript')
+        if example.shape[0] < 2:
+            # torch.export fixes a dimension recorded at size 1 (it cannot tell 1 from broadcast)
+            example = example.expand(2, *example.shape[1:]).contiguous()
+        dynamic = torch.export.Dim.DYNAMIC
+        torch.onnx.export(model, (example,), path, dynamo=True, input_names=['input'],
+                          output_names=names, opset_version=opset, verbose=False,
+                          dynamic_shapes=({0: dynamic, 2: dynamic, 3: dynamic},))
+    return path
+
+
+def onnx_op_types(path: str) -> Counter:
+    """How often each ONNX op type (``domain::type`` outside the standard domain) occurs in the
+    graph, including inside local functions and subgraphs."""
+    onnx = _require('onnx')
+    model = onnx.load(path)
+    counts = Counter()
+
+    def visit(nodes):
+        for node in nodes:
+            counts[node.op_type if node.domain in ('', 'ai.onnx')
+                   else f'{node.domain}::{node.op_type}'] += 1
+            for attr in node.attribute:
+                if attr.g is not None:
+                    visit(attr.g.node)
+                for graph in attr.graphs:
+                    visit(graph.node)
+
+    visit(model.graph.node)
+    for function in model.functions:
+        visit(function.node)
+    return counts
+
+
+def run_onnxruntime(path: str, x: torch.Tensor):
+    """Run the file in onnxruntime (CPU) on ``x``; returns the outputs as numpy arrays."""
+    ort = _require('onnxruntime')
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    return session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy()})
+
+
+def compare_onnxruntime(model: torch.nn.Module, path: str, inputs):
+    """Run ``model`` (eval) and the ONNX file on each input; for each, the largest absolute
+    difference over all outputs and the largest relative one (each output's difference over
+    its own largest magnitude). Returns ``[(shape, max_abs, max_rel), ...]``."""
+    model.eval()
+    rows = []
+    for x in inputs:
+        with torch.no_grad():
+            expected = model(x)
+        expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+        got = run_onnxruntime(path, x)
+        if len(got) != len(expected):
+            raise DeployError(f'{path} returned {len(got)} outputs, the model {len(expected)}')
+        max_abs = max_rel = 0.
+        for e, g in zip(expected, got):
+            e = e.detach().cpu().numpy()
+            if e.shape != g.shape:
+                raise DeployError(f'{path} returned shape {g.shape} where the model returns '
+                                  f'{e.shape} for an input of shape {tuple(x.shape)}')
+            diff = float(np.abs(e - g).max()) if e.size else 0.
+            max_abs = max(max_abs, diff)
+            max_rel = max(max_rel, diff / max(float(np.abs(e).max()) if e.size else 0., 1e-30))
+        rows.append((tuple(x.shape), max_abs, max_rel))
+    return rows

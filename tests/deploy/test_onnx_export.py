@@ -1,0 +1,132 @@
+"""ONNX export of Hire blocks and of the backbone, with both exporters, fused and unfused:
+recorded once at one size, onnxruntime gives PyTorch's numbers at other sizes (odd sizes, tiny
+maps, pads larger than the map, batch 1 and 2), and the graph holds only standard ONNX ops."""
+import copy
+import itertools
+import warnings
+
+import onnx
+import pytest
+import torch
+from conftest import TINY_ARCH
+from numeric import randomize_norms
+
+from mmhire import HireMLP
+from mmhire.deploy import EXPORTERS, compare_onnxruntime, export_onnx, onnx_op_types
+from mmhire.errors import DeployError
+from mmhire.models.layers import PAD_MODES, HireBlock
+
+
+class ParallelBlocks(torch.nn.Module):
+    """One Hire block per (region size 1-4, shift 0-3), all on the same input: one export
+    checks the whole grid of a pad mode."""
+
+    def __init__(self, pad_mode, channels=8):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(
+            HireBlock(channels, 2., region_size, shift, pad_mode=pad_mode)
+            for region_size, shift in itertools.product([1, 2, 3, 4], [0, 1, 2, 3]))
+
+    def forward(self, x):
+        return tuple(block(x) for block in self.blocks)
+
+    def fuse(self):
+        for block in self.blocks:
+            block.fuse()
+        return self
+
+
+def export_checked(model, example, path, exporter):
+    """Export, failing on any TracerWarning (a size the tracer would freeze into the graph)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        export_onnx(model, example, str(path), exporter)
+    frozen = [str(w.message) for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    assert not frozen, frozen
+
+
+def assert_standard_ops(path, allow_pad=False):
+    ops = onnx_op_types(str(path))
+    assert all('::' not in op for op in ops), f'custom ops in the graph: {sorted(ops)}'
+    assert 'Pad' not in ops or allow_pad, sorted(ops)
+    for node in onnx.load(str(path)).graph.node:
+        if node.op_type == 'Pad':  # only zero padding (the stem's), never a wrap-around Pad
+            modes = [a.s.decode() for a in node.attribute if a.name == 'mode']
+            assert modes in ([], ['constant']), modes
+    return ops
+
+
+def assert_matches(model, path, sizes, rel=1e-4):
+    rows = compare_onnxruntime(model, str(path), [torch.randn(*s) for s in sizes])
+    for shape, max_abs, max_rel in rows:
+        assert max_rel < rel, f'input {shape}: max abs {max_abs:.3g}, max rel {max_rel:.3g}'
+
+
+BLOCK_SIZES = [(2, 8, 9, 11), (1, 8, 1, 1), (1, 8, 2, 5), (2, 8, 13, 7), (1, 8, 3, 17)]
+
+
+@pytest.mark.parametrize('exporter', EXPORTERS)
+@pytest.mark.parametrize('fused', [False, True], ids=['unfused', 'fused'])
+@pytest.mark.parametrize('pad_mode', PAD_MODES)
+def test_hire_blocks_export(tmp_path, pad_mode, fused, exporter):
+    model = randomize_norms(ParallelBlocks(pad_mode)).eval()
+    if fused:
+        model.fuse()
+    path = tmp_path / 'blocks.onnx'
+    export_checked(model, torch.randn(2, 8, 9, 11), path, exporter)
+    assert_standard_ops(path)
+    assert_matches(model, path, BLOCK_SIZES)
+
+
+BACKBONE_SIZES = [(2, 3, 64, 96), (1, 3, 37, 53), (2, 3, 16, 16), (1, 3, 5, 7), (1, 3, 2, 2),
+                  (1, 3, 100, 33)]
+
+
+@pytest.mark.parametrize('exporter', EXPORTERS)
+@pytest.mark.parametrize('fused', [False, True], ids=['unfused', 'fused'])
+@pytest.mark.parametrize('pad_mode', ['circular', 'constant'])
+def test_backbone_export(tmp_path, pad_mode, fused, exporter):
+    model = randomize_norms(HireMLP(arch=TINY_ARCH, pad_mode=pad_mode)).eval()
+    if fused:
+        model.fuse()
+    path = tmp_path / 'backbone.onnx'
+    export_checked(model, torch.randn(2, 3, 64, 96), path, exporter)
+    ops = assert_standard_ops(path, allow_pad=True)
+    assert 'Conv' in ops and 'Gather' in ops
+    assert_matches(model, path, BACKBONE_SIZES)
+
+
+def test_jit_trace_serves_other_sizes():
+    model = randomize_norms(HireMLP(arch=TINY_ARCH)).eval()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        traced = torch.jit.trace(model, torch.randn(2, 3, 64, 96), check_trace=False)
+    assert not [w for w in caught if issubclass(w.category, torch.jit.TracerWarning)]
+    for size in [(1, 3, 37, 53), (2, 3, 5, 7), (1, 3, 2, 2)]:
+        x = torch.randn(*size)
+        with torch.no_grad():
+            for a, b in zip(model(x), traced(x)):
+                assert a.shape == b.shape
+                torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_export_refuses_to_overwrite(tmp_path):
+    path = tmp_path / 'kept.onnx'
+    path.write_bytes(b'user file')
+    with pytest.raises(DeployError, match='exists'):
+        export_onnx(HireMLP(arch=TINY_ARCH), torch.randn(1, 3, 32, 32), str(path))
+    assert path.read_bytes() == b'user file'
+    with pytest.raises(DeployError, match='unknown exporter'):
+        export_onnx(HireMLP(arch=TINY_ARCH), torch.randn(1, 3, 32, 32),
+                    str(tmp_path / 'x.onnx'), exporter='tensorrt')
+
+
+def test_fused_copy_exports_like_the_original(tmp_path):
+    """fuse() on a copy leaves the original trainable; both export to the same numbers."""
+    model = randomize_norms(HireMLP(arch=TINY_ARCH)).eval()
+    fused = copy.deepcopy(model).fuse()
+    export_onnx(fused, torch.randn(2, 3, 48, 40), str(tmp_path / 'fused.onnx'))
+    x = torch.randn(1, 3, 41, 29)
+    rows = compare_onnxruntime(model, str(tmp_path / 'fused.onnx'), [x])
+    assert rows[0][2] < 1e-4
+    model.train()  # the original is untouched
