@@ -60,8 +60,8 @@ if ! ls "$WHEELS"/mmcv-"$MMCV_VERSION"-*.whl >/dev/null 2>&1; then
 fi
 "${PIP[@]}" -q --find-links "$WHEELS" --only-binary mmcv "mmcv==$MMCV_VERSION"
 
-say "installing mmengine, mmdet, mmsegmentation and mmhire (editable)"
-"${PIP[@]}" -q --no-build-isolation -e "$ROOT[tests]"
+say "installing mmengine, mmdet, mmsegmentation, the deploy extra (onnx, onnxruntime, mmdeploy) and mmhire (editable)"
+"${PIP[@]}" -q --no-build-isolation -e "$ROOT[tests,deploy]"
 
 "$PY" -c "from mmcv.ops import nms, RoIAlign" || {
     say "mmcv was installed without its compiled ops; delete $WHEELS and run again"; exit 1; }

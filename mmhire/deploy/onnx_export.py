@@ -70,6 +70,7 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str,
                               output_names=names, dynamic_axes=axes, opset_version=opset)
     else:
         _require('onnxscript')
+        _check_dynamo_example(model, example)
         if example.shape[0] < 2:
             # torch.export fixes a dimension recorded at size 1 (it cannot tell 1 from broadcast)
             example = example.expand(2, *example.shape[1:]).contiguous()
@@ -78,6 +79,26 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str,
                           output_names=names, opset_version=opset, verbose=False,
                           dynamic_shapes=({0: dynamic, 2: dynamic, 3: dynamic},))
     return path
+
+
+def _check_dynamo_example(model, example):
+    """torch.export treats a size that is 1 at the example as the constant 1 (it cannot tell
+    1 from broadcasting), and the ONNX file then fails, or worse, at sizes where it is not.
+    For a HireMLP, refuse examples whose stage maps or region counts reach 1."""
+    from mmhire.models import HireMLP
+    if not isinstance(model, HireMLP):
+        return
+    for side in example.shape[2:]:
+        length = max(1, (int(side) + 1) // 4)
+        for stage, p in enumerate(model.arch_settings['region_sizes']):
+            if stage:
+                length = -(-length // 2)
+            if length < 2 or -(-length // p) < 2:
+                raise DeployError(
+                    f'the dynamo exporter needs an example input whose stage maps keep at least '
+                    f'2 regions per side (torch.export would fix the size-1 ones); '
+                    f'{tuple(example.shape)} gives {length} positions at stage {stage + 1} '
+                    f'(region size {p}): record at 2x3x224x320 or larger')
 
 
 def onnx_op_types(path: str) -> Counter:

@@ -6,14 +6,24 @@ input size. The eager paths cannot be recorded that way: they pick slices, short
 autograd functions by comparing sizes in Python (a comparison made while recording is frozen
 into the graph at the example's size), and the fast path adds into its output in place.
 
-Here the shift, the padding, the fold and their inverses are index arithmetic on the sizes as
-the recorder sees them (a ``SymInt`` under dynamo, a 0-d tensor under ``torch.jit.trace``):
-``arange``, ``remainder``, ``index_select``, ``where``, ``reshape`` and ``permute``, which both
-ONNX exporters translate and the compiler sees through. The numbers are those of the eager
-plain path (:mod:`~mmhire.models.layers.region_rearrange`): position ``r`` of the shifted,
-padded axis reads input position ``(r - shift) mod length`` (``'replicate'`` clamps ``r`` to the
-last data position first, ``'constant'`` reads zeros past the end), so pads larger than the map
-keep wrapping as they do there.
+Here the shift, the padding, the fold and their inverses are computed from the sizes as the
+recorder sees them (a ``SymInt`` under dynamo, a 0-d tensor under ``torch.jit.trace``), in
+one of two formulations with the same numbers:
+
+- *gather* (``torch.jit.trace``, both ONNX exporters, ``torch.export``): the source position of
+  every row is index arithmetic (``arange``, ``remainder``), then one ``index_select``; ONNX
+  ``Range``, ``Mod``, ``Gather``.
+- *slices* (``torch.compile``): the roll as two slices and a concatenation, the padding cut
+  from a strip of ``p - 1`` rows. torch 2.13's inductor miscompiles the scatter in the
+  gather's backward next to the channels-last layout it picks for convolutions (the compiled
+  training step writes out of bounds and the process aborts), and the slices' backward has no
+  scatter. ``torch.export`` cannot use the slices: their lengths involve ``shift mod length``,
+  which it cannot bound, so it refuses them.
+
+Both give the numbers of the eager plain path (:mod:`~mmhire.models.layers.region_rearrange`):
+position ``r`` of the shifted, padded axis reads input position ``(r - shift) mod length``
+(``'replicate'`` clamps ``r`` to the last data position first, ``'constant'`` reads zeros past
+the end), so pads larger than the map keep wrapping as they do there.
 """
 import torch
 import torch.nn.functional as F
@@ -28,6 +38,58 @@ def is_graph_capture() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
 
 
+def _slice(x: torch.Tensor, dim: int, start=None, stop=None) -> torch.Tensor:
+    """``x[..., start:stop]`` along ``dim`` (2 or 3), with bounds that may be symbolic."""
+    return x[:, :, start:stop] if dim == 2 else x[:, :, :, start:stop]
+
+
+def _roll(x: torch.Tensor, dim: int, shift: int) -> torch.Tensor:
+    """``torch.roll(x, shift, dim)`` for ``shift >= 0`` as two slices and a concatenation
+    (no ``Roll`` op, and a backward without scatters; see the module docstring)."""
+    if shift == 0:
+        return x
+    cut = x.shape[dim] - shift % x.shape[dim]
+    return torch.cat([_slice(x, dim, cut), _slice(x, dim, 0, cut)], dim=dim)
+
+
+def shift_pad_fold_slices(x: torch.Tensor, dim: int, region_size: int, shift: int,
+                          pad_mode: str) -> torch.Tensor:
+    """:func:`shift_pad_fold` as slices and concatenations.
+
+    The padding (``pad = Hp - H``, less than ``p``) is cut from a strip of ``p - 1`` positions
+    built without knowing ``pad``: for ``'circular'``, ``p - 1`` copies of the shifted map's
+    first ``min(H, p - 1)`` positions, which read ``shifted[j mod H]`` at position ``j`` even
+    when the pad is longer than the map; the last position repeated for ``'replicate'``;
+    zeros for ``'constant'``.
+    """
+    p = region_size
+    length = x.shape[dim]
+    x = _roll(x, dim, shift)
+    if p > 1:
+        pad = (length + p - 1) // p * p - length
+        if pad_mode == 'circular':
+            strip = torch.cat([_slice(x, dim, 0, p - 1)] * (p - 1), dim=dim)
+        elif pad_mode == 'replicate':
+            last = _slice(x, dim, -1)
+            strip = torch.cat([last] * (p - 1), dim=dim)
+        else:
+            strip = torch.zeros_like(_slice(x, dim, -1)).expand(
+                *((-1, -1, p - 1, -1) if dim == 2 else (-1, -1, -1, p - 1)))
+        x = torch.cat([x, _slice(strip, dim, 0, pad)], dim=dim)
+    return fold_regions(x, dim, p)
+
+
+def unfold_crop_unshift_slices(x: torch.Tensor, dim: int, length, region_size: int,
+                               shift: int) -> torch.Tensor:
+    """:func:`unfold_crop_unshift` as slices: keep the first ``length`` positions rolled back
+    by ``shift`` (one concatenation)."""
+    x = unfold_regions(x, dim, region_size)
+    if shift == 0:
+        return _slice(x, dim, 0, length)
+    cut = shift % length
+    return torch.cat([_slice(x, dim, cut, length), _slice(x, dim, 0, cut)], dim=dim)
+
+
 def _as_tensor(length, device) -> torch.Tensor:
     """A size as a 0-d int64 tensor. (``remainder`` by a ``SymInt`` fails in the dynamo ONNX
     exporter's translation; by a tensor every recorder handles it.)"""
@@ -38,7 +100,7 @@ def shift_pad_index(length, region_size: int, shift: int, pad_mode: str,
                     device=None) -> torch.Tensor:
     """Source positions of the shifted axis padded to a multiple of ``region_size``:
     position ``r`` reads input position ``index[r]``. For ``pad_mode='constant'`` the padded
-    positions read a real position too; :func:`shift_pad_fold` zeroes them."""
+    positions read a real position too; :func:`shift_pad_fold_gather` zeroes them."""
     n = _as_tensor(length, device)
     padded = (length + region_size - 1) // region_size * region_size
     pos = torch.arange(padded, device=device)
@@ -47,11 +109,9 @@ def shift_pad_index(length, region_size: int, shift: int, pad_mode: str,
     return torch.remainder(pos - shift, n)
 
 
-def shift_pad_fold(x: torch.Tensor, dim: int, region_size: int, shift: int,
-                   pad_mode: str) -> torch.Tensor:
-    """Shift, pad and fold one axis: ``(B, C, H, W) -> (B, C * p, Hp / p, W)`` for ``dim=2``,
-    ``(B, C * p, H, Wp / p)`` for ``dim=3``; channel ``c * p + i`` holds token ``i`` of each
-    region (the released order). One gather, then a reshape."""
+def shift_pad_fold_gather(x: torch.Tensor, dim: int, region_size: int, shift: int,
+                          pad_mode: str) -> torch.Tensor:
+    """:func:`shift_pad_fold` as one gather with computed source positions."""
     length = x.shape[dim]
     index = shift_pad_index(length, region_size, shift, pad_mode, x.device)
     x = x.index_select(dim, index)
@@ -61,24 +121,54 @@ def shift_pad_fold(x: torch.Tensor, dim: int, region_size: int, shift: int,
     return fold_regions(x, dim, region_size)
 
 
-def unfold_crop_unshift(x: torch.Tensor, dim: int, length, region_size: int,
-                        shift: int) -> torch.Tensor:
-    """The inverse of :func:`shift_pad_fold` for a branch's output: unfold the regions, then
-    one gather that drops the padding and undoes the shift (output position ``q`` reads
-    position ``(q + shift) mod length`` of the unfolded axis)."""
+def unfold_crop_unshift_gather(x: torch.Tensor, dim: int, length, region_size: int,
+                               shift: int) -> torch.Tensor:
+    """:func:`unfold_crop_unshift` as one gather: output position ``q`` reads position
+    ``(q + shift) mod length`` of the unfolded axis."""
     x = unfold_regions(x, dim, region_size)
     back = torch.remainder(torch.arange(length, device=x.device) + shift,
                            _as_tensor(length, x.device))
     return x.index_select(dim, back)
 
 
+def _compiling_not_exporting() -> bool:
+    return torch.compiler.is_compiling() and not torch.compiler.is_exporting()
+
+
+def shift_pad_fold(x: torch.Tensor, dim: int, region_size: int, shift: int,
+                   pad_mode: str) -> torch.Tensor:
+    """Shift, pad and fold one axis: ``(B, C, H, W) -> (B, C * p, Hp / p, W)`` for ``dim=2``,
+    ``(B, C * p, H, Wp / p)`` for ``dim=3``; channel ``c * p + i`` holds token ``i`` of each
+    region (the released order). Slices under ``torch.compile``, a gather otherwise (see the
+    module docstring)."""
+    if _compiling_not_exporting():
+        return shift_pad_fold_slices(x, dim, region_size, shift, pad_mode)
+    return shift_pad_fold_gather(x, dim, region_size, shift, pad_mode)
+
+
+def unfold_crop_unshift(x: torch.Tensor, dim: int, length, region_size: int,
+                        shift: int) -> torch.Tensor:
+    """The inverse of :func:`shift_pad_fold` for a branch's output: unfold the regions, drop
+    the padding, undo the shift."""
+    if _compiling_not_exporting():
+        return unfold_crop_unshift_slices(x, dim, length, region_size, shift)
+    return unfold_crop_unshift_gather(x, dim, length, region_size, shift)
+
+
 def pad_to_min_size(x: torch.Tensor, min_size: int) -> torch.Tensor:
-    """Zero-pad the bottom / right of ``(B, C, H, W)`` up to ``min_size`` on each side, with
-    the pad amounts computed on the recorded sizes (a 0-d tensor under ``torch.jit.trace``, a
-    ``SymInt`` under dynamo), so a small input recorded at a large size still gets its pad."""
+    """Zero-pad the bottom / right of ``(B, C, H, W)`` up to ``min_size`` on each side.
+
+    Under ``torch.jit.trace`` the sizes are 0-d tensors and the pad amounts become part of the
+    graph, so a small input recorded at a large size still gets its pad. Under dynamo the
+    sizes are ``SymInt``s and the comparison is a guard (``torch.compile`` recompiles for an
+    input on the other side of it; ``torch.export`` takes the recorded side): a ``max`` there
+    would follow every later size expression through the network and slow symbolic shape
+    reasoning down by orders of magnitude.
+    """
     h, w = x.shape[-2:]
     if isinstance(h, torch.Tensor):
         pad_h, pad_w = (torch.clamp(min_size - s, min=0) for s in (h, w))
-    else:
-        pad_h, pad_w = (torch.sym_max(min_size - s, 0) for s in (h, w))
-    return F.pad(x, (0, pad_w, 0, pad_h))
+        return F.pad(x, (0, pad_w, 0, pad_h))
+    if h < min_size or w < min_size:
+        x = F.pad(x, (0, max(min_size - w, 0), 0, max(min_size - h, 0)))
+    return x

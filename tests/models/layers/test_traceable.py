@@ -8,25 +8,37 @@ import torch
 from numeric import assert_rel_close
 
 from mmhire.models.layers import HireModule
-from mmhire.models.layers.region_rearrange import gather_indices
+from mmhire.models.layers.region_rearrange import (crop_and_unshift, fold_regions,
+                                                   shift_and_pad, unfold_regions)
 from mmhire.models.layers.traceable import (is_graph_capture, pad_to_min_size,
-                                            shift_pad_index)
+                                            shift_pad_fold_gather, shift_pad_fold_slices,
+                                            unfold_crop_unshift_gather,
+                                            unfold_crop_unshift_slices)
+
+FORMULATIONS = {'gather': (shift_pad_fold_gather, unfold_crop_unshift_gather),
+                'slices': (shift_pad_fold_slices, unfold_crop_unshift_slices)}
 
 CASES = list(itertools.product(['circular', 'constant', 'replicate'], [0, 1, 2, 3], [1, 2, 3, 4]))
 # (height, width): odd sizes, a 1x1 map, maps shorter than a region (pads larger than the map)
 SIZES = ((7, 5), (1, 1), (2, 9), (6, 11))
 
 
-@pytest.mark.parametrize('pad_mode,shift,region_size', CASES)
-def test_shift_pad_index_matches_gather_indices(pad_mode, shift, region_size):
-    for length in (1, 2, 3, 5, 8, 13):
-        expected = gather_indices(length, region_size, shift, pad_mode)
-        index = shift_pad_index(length, region_size, shift, pad_mode)
-        if pad_mode == 'constant':  # the padding is zeroed by a mask, not read off an index
-            assert torch.equal(index[:length], expected[:length])
-            assert len(index) == len(expected)
-        else:
-            assert torch.equal(index, expected)
+@pytest.mark.parametrize('formulation', FORMULATIONS)
+@pytest.mark.parametrize('pad_mode,region_size', itertools.product(
+    ['circular', 'constant', 'replicate'], [1, 2, 3, 4]))
+def test_rearrangements_equal_the_plain_ones(pad_mode, region_size, formulation):
+    """Every length from 1 (pads longer than the map) to 13, shifts 0-3 and 7 (beyond it)."""
+    shift_pad_fold, unfold_crop_unshift = FORMULATIONS[formulation]
+    p = region_size
+    for dim, length, shift in itertools.product([2, 3], range(1, 14), [0, 1, 2, 3, 7]):
+        size = [2, 3, 5, 4]
+        size[dim] = length
+        x = torch.randn(*size)
+        folded = fold_regions(shift_and_pad(x, dim, p, shift, pad_mode), dim, p)
+        assert torch.equal(shift_pad_fold(x, dim, p, shift, pad_mode), folded)
+        y = torch.randn_like(folded)
+        expected = crop_and_unshift(unfold_regions(y, dim, p), dim, length, shift)
+        assert torch.equal(unfold_crop_unshift(y, dim, length, p, shift), expected)
 
 
 @pytest.mark.parametrize('training', [True, False], ids=['train', 'eval'])
