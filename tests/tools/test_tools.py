@@ -229,4 +229,3 @@ def test_get_flops_on_a_config():
                '--shape', '128', '160'])
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'retinanet_hire_t_fpn_1x_coco' in out.stdout and 'GMACs' in out.stdout
-
