@@ -36,7 +36,10 @@ def collect_env() -> dict:
     except Exception as e:
         info['mmcv ops'] = f'NOT loaded ({type(e).__name__}: {e}); rebuild mmcv with its ops'
     for name, module in [('mmengine', 'mmengine'), ('mmdet', 'mmdet'), ('mmseg', 'mmseg'),
-                         ('numpy', 'numpy'), ('einops', 'einops'), ('mmhire', 'mmhire')]:
+                         ('numpy', 'numpy'), ('einops', 'einops'), ('mmhire', 'mmhire'),
+                         # the deploy extra
+                         ('onnx', 'onnx'), ('onnxruntime', 'onnxruntime'),
+                         ('onnxscript', 'onnxscript'), ('mmdeploy', 'mmdeploy')]:
         info[name] = _version(module)
     return info
 

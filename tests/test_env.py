@@ -14,5 +14,5 @@ def test_env_report_runs():
     out = subprocess.run([sys.executable, '-m', 'mmhire.env'], capture_output=True, text=True,
                          check=True).stdout
     for key in ('PyTorch:', 'mmcv:', 'mmcv ops: loaded', 'mmengine:', 'mmdet:', 'mmseg:', 'numpy:',
-                'CPU:', 'CUDA available:'):
+                'CPU:', 'CUDA available:', 'onnxruntime:', 'mmdeploy:'):
         assert key in out, out
