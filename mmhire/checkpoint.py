@@ -12,11 +12,7 @@ from typing import Optional
 import torch
 from mmengine.logging import print_log
 
-from mmhire.errors import MMHireError
-
-
-class CheckpointError(MMHireError, RuntimeError):
-    """A checkpoint could not be read or does not fit the model; the message says why."""
+from mmhire.errors import CheckpointError  # noqa: F401  (raised here; defined with the rest)
 
 
 # Layouts a checkpoint may come in, in the order they are tried.

@@ -26,3 +26,15 @@ class HireMLPInputError(MMHireError, ValueError):
 
 class DeployError(MMHireError, RuntimeError):
     """An export or deployment step cannot run (missing package, existing output, bad input)."""
+
+
+class CheckpointError(MMHireError, RuntimeError):
+    """A checkpoint could not be read or does not fit the model; the message says why."""
+
+
+class PreflightError(MMHireError, RuntimeError):
+    """A config's data set, pretrained file, checkpoint or work dir is missing or unusable."""
+
+
+class DemoDataError(MMHireError, RuntimeError):
+    """The demo data generator refuses to write where it would touch files it did not make."""

@@ -16,3 +16,18 @@ def test_env_report_runs():
     for key in ('PyTorch:', 'mmcv:', 'mmcv ops: loaded', 'mmengine:', 'mmdet:', 'mmseg:', 'numpy:',
                 'CPU:', 'CUDA available:', 'onnxruntime:', 'mmdeploy:'):
         assert key in out, out
+
+
+def test_every_exception_is_an_mmhire_error_defined_in_errors():
+    """One family: a tool catches MMHireError and prints one line, whatever went wrong."""
+    import inspect
+    import pkgutil
+    import importlib
+
+    from mmhire import errors
+    for info in pkgutil.walk_packages(mmhire.__path__, 'mmhire.'):
+        module = importlib.import_module(info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, BaseException) and cls.__module__.startswith('mmhire'):
+                assert cls.__module__ == 'mmhire.errors', (info.name, cls)
+                assert issubclass(cls, errors.MMHireError), cls

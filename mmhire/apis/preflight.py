@@ -8,8 +8,7 @@ import os
 import os.path as osp
 
 
-class PreflightError(RuntimeError):
-    pass
+from mmhire.errors import PreflightError  # noqa: E402,F401  (raised here; defined with the rest)
 
 
 DATASET_HINTS = {

@@ -31,8 +31,7 @@ ADE_BACKGROUND_LABEL = 1  # ADE "wall"; shapes take CLASS index + 2
 MARKER = '.mmhire_demo.json'
 
 
-class DemoDataError(RuntimeError):
-    pass
+from mmhire.errors import DemoDataError  # noqa: E402,F401  (raised here; defined with the rest)
 
 
 # ----------------------------------------------------------------------------- drawing
