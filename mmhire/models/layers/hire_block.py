@@ -1,12 +1,11 @@
 """A Hire-MLP block and the convolutional stem / downsampling layers around the stages."""
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
 from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
 from .hire_module import ConvMlp, HireModule
-from .traceable import is_graph_capture, pad_to_min_size
+from .traceable import pad_to_min_size
 
 
 class HireBlock(nn.Module):
@@ -68,10 +67,5 @@ class ConvNormAct(nn.Module):
             self.norm = nn.Identity()
 
     def forward(self, x):
-        if is_graph_capture():  # the pad amounts as part of the recorded graph
-            x = pad_to_min_size(x, self.min_input)
-        else:
-            h, w = x.shape[-2:]
-            if h < self.min_input or w < self.min_input:
-                x = F.pad(x, (0, max(self.min_input - w, 0), 0, max(self.min_input - h, 0)))
+        x = pad_to_min_size(x, self.min_input)  # eager, traced and compiled alike
         return self.act(self.norm(self.proj(x)))

@@ -158,7 +158,8 @@ def unfold_crop_unshift(x: torch.Tensor, dim: int, length, region_size: int,
 def pad_to_min_size(x: torch.Tensor, min_size: int) -> torch.Tensor:
     """Zero-pad the bottom / right of ``(B, C, H, W)`` up to ``min_size`` on each side.
 
-    Under ``torch.jit.trace`` the sizes are 0-d tensors and the pad amounts become part of the
+    In eager runs the sizes are ints and nothing is copied unless a side is short. Under
+    ``torch.jit.trace`` the sizes are 0-d tensors and the pad amounts become part of the
     graph, so a small input recorded at a large size still gets its pad. Under dynamo the
     sizes are ``SymInt``s and the comparison is a guard (``torch.compile`` recompiles for an
     input on the other side of it; ``torch.export`` takes the recorded side): a ``max`` there
