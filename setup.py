@@ -15,7 +15,16 @@ setup(
     name='mmhire',
     version=read_version(),
     description='Hire-MLP backbone for MMDetection 3.x and MMSegmentation 1.x',
-    long_description=open(osp.join(osp.dirname(__file__), 'README.md')).read(),
+    long_description=(
+        '# mmhire\n\n'
+        'The Hire-MLP vision backbone ("Hire-MLP: Vision MLP via Hierarchical Rearrangement", '
+        'Guo et al., CVPR 2022) as a plugin for MMDetection 3.x and MMSegmentation 1.x: '
+        "`type='HireMLP'` in any config that imports `mmhire`, loading the authors' released "
+        'ImageNet checkpoints as they are.\n\n'
+        'Install into an environment that has torch and mmcv (with its ops): '
+        '`pip install -e .` (extras: `tests`, `deploy`).\n\n'
+        'Usage, configs, results and the reference pages: see README.md and docs/ in the '
+        'repository.\n'),
     long_description_content_type='text/markdown',
     python_requires='>=3.8',
     packages=find_packages(include=['mmhire', 'mmhire.*']),

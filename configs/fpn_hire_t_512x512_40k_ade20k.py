@@ -1,7 +1,7 @@
 # Semantic FPN, Hire-MLP-Tiny backbone, ADE20K, 512x512 crops, 40k iterations.
 # The authors' recipe: AdamW lr 2e-4, weight decay 0.05, poly (power 0.9), drop_path 0.1,
 # 4 images per GPU on 8 GPUs (32 per step), SyncBN.
-_base_ = ['mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py']
+_base_ = ['mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py', './_base_/exact_resume.py']
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
 arch = 'tiny'
@@ -29,6 +29,3 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4000))
 auto_scale_lr = dict(enable=True, base_batch_size=32)
-
-# Bitwise-exact --resume: the generators travel with each checkpoint (mmhire.RNGStateHook).
-custom_hooks = [dict(type='RNGStateHook')]

@@ -1,6 +1,6 @@
 # RetinaNet, Hire-MLP-Tiny backbone, FPN, COCO 1x (12 epochs, 1333x800).
 # Recipe: PVT's RetinaNet (AdamW lr 1e-4, weight decay 1e-4) for 16 images per step.
-_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py']
+_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', './_base_/exact_resume.py']
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
 arch = 'tiny'
@@ -21,9 +21,4 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4))
 auto_scale_lr = dict(enable=True, base_batch_size=16)
 
-# Bitwise-exact --resume: the generators travel with each checkpoint (mmhire.RNGStateHook).
-# Workers restart every epoch and are seeded from the restored main generator; persistent
-# workers would keep generator state that no checkpoint can hold.
-custom_hooks = [dict(type='RNGStateHook')]
-train_dataloader = dict(persistent_workers=False,
-                        worker_init_fn=dict(type='seed_worker_from_torch'))
+train_dataloader = _base_.exact_resume_train_dataloader  # bitwise-exact --resume

@@ -1,7 +1,7 @@
 # UperNet, Hire-MLP-Small backbone, ADE20K, 512x512 crops, 160k iterations.
 # The authors' recipe: AdamW lr 1.2e-4, weight decay 0.01, 800-iteration linear warm-up, poly
 # (power 1.0), drop_path 0.2, auxiliary FCN head on stage 3 (weight 0.4), 16 images per step.
-_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py']
+_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py', './_base_/exact_resume.py']
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
 arch = 'small'
@@ -29,6 +29,3 @@ param_scheduler = [
     dict(type='PolyLR', power=1.0, eta_min=0.0, begin=800, end=160000, by_epoch=False),
 ]
 auto_scale_lr = dict(enable=True, base_batch_size=16)
-
-# Bitwise-exact --resume: the generators travel with each checkpoint (mmhire.RNGStateHook).
-custom_hooks = [dict(type='RNGStateHook')]

@@ -38,3 +38,7 @@ class PreflightError(MMHireError, RuntimeError):
 
 class DemoDataError(MMHireError, RuntimeError):
     """The demo data generator refuses to write where it would touch files it did not make."""
+
+
+class AmpError(MMHireError, ValueError):
+    """Mixed precision was asked for in a way this device cannot run; the message says how."""

@@ -5,8 +5,10 @@ import os.path as osp
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# every runnable config (configs/_base_/ holds fragments that the others inherit)
 ALL_CONFIGS = sorted(osp.relpath(p, ROOT)
-                     for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True))
+                     for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+                     if '_base_' not in p)
 
 
 def _set_scales(pipeline, scale, crop):

@@ -4,6 +4,7 @@ mmseg 1.2.2's wheel installs a top-level package named ``tests``, so this suite 
 ``import tests.x``; helpers live beside this file and are imported through the path added here.
 """
 import os
+import subprocess
 import sys
 
 import pytest
@@ -13,6 +14,26 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Tiny variants keep the CPU suite fast; widths stay even and >= 4.
 TINY_ARCH = dict(depths=[1, 2, 2, 1], embed_dims=[8, 16, 24, 32])
+
+
+def stage_sides(length):
+    """The documented size rule, written out independently of the backbone: stem
+    max(1, (L + 1) // 4), then ceil(L / 2) per stage."""
+    sides = [max(1, (length + 1) // 4)]
+    for _ in range(3):
+        sides.append(-(-sides[-1] // 2))
+    return sides
+
+
+def save_code_running_checkpoint(path, marker, layout):
+    """Save ``layout`` plus an object whose unpickling would create the file ``marker``: a
+    checkpoint that runs code when loaded carelessly."""
+
+    class RunsCode:
+        def __reduce__(self):
+            return (subprocess.call, (['touch', str(marker)],))
+
+    torch.save(dict(layout, payload=RunsCode()), path)
 
 
 @pytest.fixture(autouse=True)

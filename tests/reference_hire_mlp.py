@@ -1,9 +1,15 @@
-"""A plain Hire-MLP written straight from ../shared/docs/hire-mlp-reference.md, for tests only.
+"""A plain Hire-MLP, the released model as the paper and the authors' release describe it,
+for tests only.
 
-It mirrors the released model's module names (``patch_embed``, ``network``, ``norm``, ``head``)
-so its state dict is a stand-in for the released checkpoints, and it rearranges with
-``torch.roll`` + circular ``F.pad`` + einops exactly as the reference page describes. It is
-deliberately naive: it is the oracle the package's backbone is compared against.
+It mirrors the released classifier's module names (``patch_embed``, ``network``, ``norm``,
+``head``), so its state dict is a stand-in for the released checkpoints, and it computes what the
+released model computes, the naive way: stem conv 7x7 / 4 (padding 2) + BN + ReLU; four stages
+of blocks ``x + hire(bn(x))``, ``x + mlp(bn(x))``, separated by conv 3x3 / 2 (padding 1) + BN +
+ReLU; in each Hire module, along the height and along the width, ``torch.roll`` by the block's
+shift, circular ``F.pad`` up to a multiple of the region size, the region's tokens folded into
+the channels (einops, channel-major ``(c p)``), the region MLP, and the same undone; a channel
+branch; the three fused by a softmax over ``reweight(mean(h + w + c))`` read as ``(c, 3)``; then
+``proj``. It is deliberately naive: it is the oracle the package's backbone is compared against.
 """
 import torch
 import torch.nn as nn

@@ -1,10 +1,9 @@
 """Pretrained loading of the released checkpoint layouts, through init_cfg, and its failures."""
-import os
 from collections import OrderedDict
 
 import pytest
 import torch
-from conftest import TINY_ARCH
+from conftest import TINY_ARCH, save_code_running_checkpoint
 from reference_hire_mlp import RefHireMLP, randomize_
 
 from mmhire import HireMLP
@@ -123,14 +122,8 @@ def test_truncated_file_names_the_file(tmp_path, released_state):
 
 
 def test_pickled_code_is_refused_and_not_run(tmp_path):
-    marker = tmp_path / 'pwned'
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f'touch {marker}',))
-
-    path = tmp_path / 'evil.pth'
-    torch.save({'model': {'x': torch.zeros(1)}, 'payload': Evil()}, path)
+    marker, path = tmp_path / 'pwned', tmp_path / 'evil.pth'
+    save_code_running_checkpoint(path, marker, {'model': {'x': torch.zeros(1)}})
     with pytest.raises(CheckpointError, match='refusing to load'):
         build_loaded(path)
     assert not marker.exists()

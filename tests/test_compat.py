@@ -5,6 +5,7 @@ import pickle
 import pytest
 import torch
 import torch.nn as nn
+from conftest import save_code_running_checkpoint
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
@@ -90,14 +91,8 @@ def test_load_from_runner_checkpoint(trained, tmp_path):
 
 
 def test_arbitrary_pickles_are_still_refused(tmp_path):
-    marker = tmp_path / 'ran'
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f'touch {marker}',))
-
-    path = tmp_path / 'evil.pth'
-    torch.save({'state_dict': {}, 'x': Evil()}, path)
+    marker, path = tmp_path / 'ran', tmp_path / 'evil.pth'
+    save_code_running_checkpoint(path, marker, {'state_dict': {}})
     with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
         torch.load(path)  # torch's default, weights_only=True, with our allow-list in place
     assert not marker.exists()

@@ -10,7 +10,6 @@
 5. prints the final bbox and segm mAP and the time each step took.
 """
 import argparse
-import importlib.util
 import os
 import os.path as osp
 import subprocess
@@ -22,15 +21,6 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 TOOLS = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(TOOLS)
-
-
-def load_tool(name):
-    """Import tools/<name>.py by path (``test`` would otherwise find the stdlib package)."""
-    spec = importlib.util.spec_from_file_location(f'mmhire_tools_{name}',
-                                                  osp.join(TOOLS, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def grid(paths, out_file, cols=2):
@@ -72,33 +62,33 @@ def main(argv=None):
     timings['data'] = time.time() - t0
 
     work_dir = args.work_dir or osp.join('work_dirs', 'demo', time.strftime('%Y%m%d_%H%M%S'))
-    options = [f'train_dataloader.dataset.data_root={data_root}/',
-               f'val_dataloader.dataset.data_root={data_root}/',
-               f'test_dataloader.dataset.data_root={data_root}/',
-               f'val_evaluator.ann_file={data_root}/annotations/instances_val.json',
-               f'test_evaluator.ann_file={data_root}/annotations/instances_val.json',
-               'train_cfg.val_interval=1000']  # evaluated once below, with tools/test.py
+    ann_val = f'{data_root}/annotations/instances_val.json'
+    options = {'train_dataloader.dataset.data_root': f'{data_root}/',
+               'val_dataloader.dataset.data_root': f'{data_root}/',
+               'test_dataloader.dataset.data_root': f'{data_root}/',
+               'val_evaluator.ann_file': ann_val, 'test_evaluator.ann_file': ann_val,
+               'train_cfg.val_interval': 1000}  # evaluated once below
     if args.epochs:
-        options.append(f'train_cfg.max_epochs={args.epochs}')
+        options['train_cfg.max_epochs'] = args.epochs
     print(f'[demo] training {args.config} in {work_dir}', flush=True)
     t = time.time()
     subprocess.run([sys.executable, osp.join(TOOLS, 'train.py'), args.config,
-                    '--work-dir', work_dir, '--cfg-options', *options], check=True)
+                    '--work-dir', work_dir, '--cfg-options',
+                    *(f'{k}={v}' for k, v in options.items())], check=True)
     timings['train'] = time.time() - t
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
 
     print(f'[demo] evaluating {checkpoint}', flush=True)
     t = time.time()
-    metrics = load_tool('test').main([args.config, checkpoint,
-                                      '--work-dir', osp.join(work_dir, 'test'),
-                                      '--cfg-options', *options])
+    from mmhire.apis import evaluate, load_config, predict_and_draw
+    metrics = evaluate(load_config(args.config, options, osp.join(work_dir, 'test')), checkpoint)
     timings['evaluate'] = time.time() - t
 
     t = time.time()
     val_dir = osp.join(data_root, 'val')
     images = sorted(os.listdir(val_dir))[:args.num_draw]
-    drawn = load_tool('image_demo').predict_and_draw(
+    drawn = predict_and_draw(
         [osp.join(val_dir, i) for i in images], args.config, checkpoint,
         osp.join(work_dir, 'predictions'), score_thr=args.score_thr)
     picture = osp.join(work_dir, 'demo_predictions.png')

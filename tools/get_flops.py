@@ -8,10 +8,7 @@ import os.path as osp
 import warnings
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-from mmhire.analysis import backbone_complexity, model_complexity  # noqa: E402
-
-RELEASED = {'tiny': (18.04, 2.1), 'small': (33.11, 4.2), 'base': (58.23, 8.1),
-            'large': (95.72, 13.4)}
+from mmhire.analysis import RELEASED, backbone_complexity, model_complexity  # noqa: E402
 
 
 def main():
@@ -38,10 +35,11 @@ def main():
     print('|---|---|---|---|---|---|')
     for arch in args.arch:
         r = backbone_complexity(arch, args.shape)
-        rel = RELEASED.get(arch.lower(), ('-', '-'))
+        rel = RELEASED.get(arch.lower())
+        rel_params, rel_macs = (f"{rel['params'] / 1e6:.2f}", f"{rel['macs'] / 1e9:.1f}") \
+            if rel else ('-', '-')
         print(f"| {arch} | {r['params'] / 1e6:.2f} | {r['params_with_head'] / 1e6:.2f} | "
-              f"{rel[0]} | "
-              f"{r['macs'] / 1e9:.2f} | {rel[1]} |")
+              f"{rel_params} | {r['macs'] / 1e9:.2f} | {rel_macs} |")
 
 
 if __name__ == '__main__':

@@ -4,7 +4,6 @@
     bash tools/dist_test.sh CONFIG CHECKPOINT 8
 """
 import argparse
-import os.path as osp
 import sys
 import warnings
 
@@ -25,61 +24,29 @@ def parse_args(argv=None):
     parser.add_argument('--fuse', action='store_true',
                         help='fold the HireMLP BatchNorms into its convolutions (HireMLP.fuse) '
                              'before testing: same results, faster inference')
+    parser.add_argument('--amp', action='store_true',
+                        help='backbone and neck in fp16 (GPU) / bf16 (CPU) autocast')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds per shown image')
     return parse_runner_args(add_runner_args(parser), argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmhire.apis import PreflightError, check_checkpoint_file, check_datasets, load_config
+    from mmhire.apis import (check_checkpoint_file, check_datasets, enable_amp_testing, evaluate,
+                             load_config)
+    from mmhire.errors import MMHireError
     try:
         cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
         check_checkpoint_file(args.checkpoint)
         check_datasets(cfg, ('test',))
-    except (PreflightError, FileNotFoundError, ValueError) as e:
+        if args.amp:
+            print(enable_amp_testing(cfg))
+    except (MMHireError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
-    toolbox = cfg.default_scope
-    cfg.load_from = args.checkpoint
-    # The trained weights replace the backbone's ImageNet init: do not require that file.
-    if cfg.model.get('backbone', {}).get('init_cfg') is not None:
-        cfg.model.backbone.init_cfg = None
-
-    if args.show or args.show_dir:
-        hooks = cfg.default_hooks
-        if 'visualization' not in hooks:
-            sys.exit('error: --show/--show-dir need a visualization hook in default_hooks')
-        hooks.visualization.draw = True
-        if args.show:
-            hooks.visualization.show = True
-            hooks.visualization.wait_time = args.wait_time
-        if args.show_dir:
-            cfg.visualizer.save_dir = args.show_dir
-            if toolbox == 'mmdet':
-                hooks.visualization.test_out_dir = osp.abspath(args.show_dir)
-
-    if args.out and toolbox == 'mmseg':
-        cfg.test_evaluator['output_dir'] = args.out
-        cfg.test_evaluator['keep_results'] = True
-    elif args.out:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            sys.exit('error: --out must be a .pkl or .pickle file for detection configs')
-        if osp.exists(args.out):
-            sys.exit(f'error: {args.out} exists; choose another --out file')
-
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-
-    from mmhire.errors import MMHireError
-    try:
-        runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
-        if args.fuse:
-            from mmhire.engine import FuseHireMLPHook
-            runner.register_hook(FuseHireMLPHook())
-        if args.out and toolbox == 'mmdet':
-            from mmdet.evaluation import DumpDetResults
-            runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-        return runner.test()
-    except MMHireError as e:  # a bad backbone argument, input or checkpoint: say which
+    try:  # a bad option, backbone argument, input or checkpoint: say which
+        return evaluate(cfg, args.checkpoint, args.out, args.show, args.show_dir,
+                        args.wait_time, args.fuse)
+    except MMHireError as e:
         sys.exit(f'error: {e}')
 
 

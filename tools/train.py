@@ -18,7 +18,9 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and checkpoints')
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision training')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: fp16 on GPUs, bf16 backbone and neck on CPUs '
+                             '(AutocastOptimWrapper)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help="scale the learning rate by your batch size / the config's "
                              'auto_scale_lr.base_batch_size')
@@ -30,8 +32,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmhire.apis import (PreflightError, check_datasets, check_pretrained,
-                             check_work_dir_is_free, load_config)
+    from mmhire.apis import (check_datasets, check_optim_wrapper, check_pretrained,
+                             check_work_dir_is_free, enable_amp_training, load_config)
+    from mmhire.errors import MMHireError
     try:
         cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
         check_datasets(cfg, ('train', 'val') if cfg.get('val_cfg') else ('train',))
@@ -39,12 +42,12 @@ def main(argv=None):
             check_pretrained(cfg)
             if int(os.environ.get('RANK', '0')) == 0:
                 check_work_dir_is_free(cfg.work_dir)
-    except (PreflightError, FileNotFoundError, ValueError) as e:
+        if args.amp:
+            print(enable_amp_training(cfg))
+        check_optim_wrapper(cfg)
+    except (MMHireError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
 
-    if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             sys.exit('error: --auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
@@ -59,7 +62,6 @@ def main(argv=None):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
-    from mmhire.errors import MMHireError
     try:
         runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
         runner.train()

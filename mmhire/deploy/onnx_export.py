@@ -88,11 +88,9 @@ def _check_dynamo_example(model, example):
     from mmhire.models import HireMLP
     if not isinstance(model, HireMLP):
         return
-    for side in example.shape[2:]:
-        length = max(1, (int(side) + 1) // 4)
-        for stage, p in enumerate(model.arch_settings['region_sizes']):
-            if stage:
-                length = -(-length // 2)
+    sizes = HireMLP.stage_sizes(*(int(side) for side in example.shape[2:]))
+    for stage, (size, p) in enumerate(zip(sizes, model.arch_settings['region_sizes'])):
+        for length in size:
             if length < 2 or -(-length // p) < 2:
                 raise DeployError(
                     f'the dynamo exporter needs an example input whose stage maps keep at least '

@@ -30,6 +30,11 @@ def test_config_declares_what_users_need(config):
     if not config.startswith('configs/demo/'):
         arch = cfg.model.backbone.arch
         assert init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/hire_mlp_{arch}.pth')
+    # the exact-resume settings, from configs/_base_/exact_resume.py
+    assert dict(type='RNGStateHook') in cfg.custom_hooks
+    if cfg.train_cfg.get('type', 'EpochBasedTrainLoop') == 'EpochBasedTrainLoop':
+        assert cfg.train_dataloader.persistent_workers is False
+        assert cfg.train_dataloader.worker_init_fn == dict(type='seed_worker_from_torch')
 
 
 @pytest.mark.parametrize('config', ALL_CONFIGS)

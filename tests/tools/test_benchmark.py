@@ -1,4 +1,4 @@
-"""tools/benchmark.py runs end to end at a tiny size (a smoke test: no timing is asserted)."""
+"""tools/benchmark*.py run end to end at a tiny size (smoke tests: no timing is asserted)."""
 import os
 import os.path as osp
 import subprocess
@@ -8,8 +8,8 @@ import pytest
 from config_helpers import ROOT
 
 
-def run(args):
-    return subprocess.run([sys.executable, 'tools/benchmark.py', *args], cwd=ROOT,
+def run(args, script='tools/benchmark.py'):
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
 
 
@@ -31,8 +31,9 @@ def test_benchmark_table_and_chart(tmp_path):
 @pytest.mark.slow
 def test_scaling_report(tmp_path):
     png = str(tmp_path / 'scaling.png')
-    out = run(['--scaling', '32', '48', '--models', 'hire_s_fast', 'resnet50', '--threads', '1',
-               '--warmup', '0', '--repeats', '1', '--batch', '1', '--png', png])
+    out = run(['32', '48', '--models', 'hire_s_fast', 'resnet50', '--threads', '1',
+               '--warmup', '0', '--repeats', '1', '--batch', '1', '--png', png],
+              'tools/benchmark_scaling.py')
     assert out.returncode == 0, out.stderr[-3000:]
     assert '| 32x32 |' in out.stdout and '| 800x1333 |' in out.stdout
     assert osp.getsize(png) > 0
@@ -57,11 +58,7 @@ def test_rounds_and_allocator():
 def test_retain_env_removes_page_faults():
     """Training steps in a process started with ``RETAIN_ENV`` page-fault far less than with
     the system defaults (the effect ``--allocator retain`` relies on)."""
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    try:
-        from benchmark import RETAIN_ENV
-    finally:
-        sys.path.pop(0)
+    from mmhire.analysis.speed import RETAIN_ENV
     code = (
         'import resource, torch\n'
         'from mmhire import HireMLP\n'
@@ -85,9 +82,31 @@ def test_retain_env_removes_page_faults():
 
 
 def test_hire_modules_table():
-    out = run(['--hire-modules', '--size', '96', '128', '--threads', '1', '--warmup', '0',
-               '--repeats', '1'])
+    out = run(['--size', '96', '128', '--threads', '1', '--warmup', '0', '--repeats', '1'],
+              'tools/benchmark_hire_modules.py')
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith('| ') and 'x |' in line]
     assert [row.split('|')[2].strip() for row in rows] == ['24x32', '12x16', '6x8', '3x4']
     assert 'plain path: small map' in out.stdout
+
+
+def test_amp_rows_next_to_float32():
+    from mmhire.engine import cpu_supports_bf16
+    out = run(['--size', '48', '64', '--models', 'hire_s_fast', '--no-train', '--amp',
+               '--threads', '1', '--warmup', '0', '--repeats', '1'])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert '| HireMLP-S (fast) |' in out.stdout and '| HireMLP-S (fast) bf16 |' in out.stdout
+    assert 'HireMLP-S (fast) bf16 vs float32: inference' in out.stdout
+    if not cpu_supports_bf16():  # the one line that says bf16 would not pay here
+        assert 'no native bf16 instructions' in out.stdout
+
+
+def test_bad_options_get_a_clear_error():
+    for args, message in ((['--rounds', '0'], '--rounds must be at least 1'),
+                          (['--repeats', '0'], 'must be at least 1'),
+                          (['--device', 'cuda:0'], 'no CUDA GPU is visible')):
+        out = run(args)
+        if 'cuda' in args[-1] and 'no CUDA GPU' not in out.stderr:
+            continue  # (a machine with a GPU)
+        assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+        assert 'Traceback' not in out.stderr

@@ -229,3 +229,39 @@ def test_get_flops_on_a_config():
                '--shape', '128', '160'])
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'retinanet_hire_t_fpn_1x_coco' in out.stdout and 'GMACs' in out.stdout
+
+
+@pytest.mark.slow
+def test_amp_train_test_and_draw_on_cpu(demo_data, tmp_path):
+    from mmhire.engine import cpu_supports_bf16
+    said = ('backbone and neck' if cpu_supports_bf16() else 'no native bf16 instructions')
+    cfg = write_tiny_config(tmp_path, DEMO_CFG, demo_data)
+    work = str(tmp_path / 'work')
+    out = run(['tools/train.py', cfg, '--work-dir', work, '--amp'])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert '--amp: ' in out.stdout and said in out.stdout
+    assert 'AutocastOptimWrapper' in open(osp.join(work, osp.basename(cfg))).read()
+    ckpt = osp.join(work, 'epoch_1.pth')
+    tested = run(['tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'test'), '--amp'])
+    assert tested.returncode == 0, tested.stderr[-3000:]
+    assert said in tested.stdout and 'coco/bbox_mAP' in tested.stdout + tested.stderr
+    drawn = run(['tools/image_demo.py', osp.join(demo_data, 'demo_coco', 'val'), cfg, ckpt,
+                 '--out-dir', str(tmp_path / 'png'), '--amp'])
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    assert len(os.listdir(tmp_path / 'png')) == 4
+
+
+def test_amp_bad_combinations_messages(demo_data, tmp_path):
+    import torch
+    cfg = write_tiny_config(tmp_path, DEMO_CFG, demo_data)
+    cases = [(['--amp', '--cfg-options', 'optim_wrapper.type=OptimWrapperDict'],
+              "this config uses 'OptimWrapperDict', which --amp cannot stand in for")]
+    if not torch.cuda.is_available():
+        cases += [(['--cfg-options', 'optim_wrapper.type=AmpOptimWrapper'],
+                   "type='AutocastOptimWrapper' (bf16 autocast, from mmhire)"),
+                  (['--amp', '--cfg-options', 'optim_wrapper.dtype=float16'],
+                   "runs in bfloat16 only: leave dtype out or set dtype='bfloat16'")]
+    for i, (args, message) in enumerate(cases):
+        out = run(['tools/train.py', cfg, '--work-dir', str(tmp_path / f'w{i}'), *args])
+        assert out.returncode == 1 and message in out.stderr, out.stderr[-3000:]
+        assert 'Traceback' not in out.stderr

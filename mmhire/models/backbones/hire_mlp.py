@@ -17,6 +17,7 @@ from mmhire.errors import HireMLPConfigError, HireMLPInputError, HireMLPTypeErro
 from mmhire.models.layers import PAD_MODES, ConvNormAct, HireBlock
 from mmhire.models.layers.channels_last import ChannelsLastGrad
 from mmhire.models.layers.traceable import is_graph_capture
+from mmhire.registry import MODELS
 
 _SHARED = dict(
     mlp_ratios=[4, 4, 4, 4],
@@ -27,6 +28,7 @@ _SHARED = dict(
 ARCH_KEYS = ('depths', 'embed_dims', 'mlp_ratios', 'region_sizes', 'shift_periods', 'shift_steps')
 
 
+@MODELS.register_module()
 class HireMLP(BaseModule):
     """Hire-MLP backbone for dense prediction.
 
@@ -76,6 +78,21 @@ class HireMLP(BaseModule):
             or mmengine checkpoint (see :func:`mmhire.checkpoint.load_pretrained`; extra keys
             ``checkpoint_key``, e.g. ``'model_ema'``, and ``prefix``). Otherwise the released
             initialisation is used (truncated normal, std 0.02).
+
+    Examples:
+        >>> import torch
+        >>> from mmhire import HireMLP
+        >>> model = HireMLP(arch='tiny').eval()
+        >>> with torch.no_grad():
+        ...     outputs = model(torch.rand(1, 3, 230, 333))
+        >>> for out in outputs:
+        ...     print(tuple(out.shape))
+        (1, 64, 57, 83)
+        (1, 128, 29, 42)
+        (1, 320, 15, 21)
+        (1, 512, 8, 11)
+        >>> HireMLP.stage_sizes(230, 333)
+        [(57, 83), (29, 42), (15, 21), (8, 11)]
     """
 
     arch_zoo = {
@@ -166,6 +183,16 @@ class HireMLP(BaseModule):
         self._freeze_stages()
 
     # ------------------------------------------------------------------ construction checks
+    @staticmethod
+    def stage_sizes(height: int, width: int) -> list:
+        """The ``(height, width)`` of the four stage outputs for an input of that size (the
+        rule in the class docstring)."""
+        sizes = [(max(1, (height + 1) // 4), max(1, (width + 1) // 4))]
+        for _ in range(3):
+            h, w = sizes[-1]
+            sizes.append((-(-h // 2), -(-w // 2)))
+        return sizes
+
     @classmethod
     def _resolve_arch(cls, arch):
         if isinstance(arch, str):

@@ -8,6 +8,12 @@ token ``i`` of channel ``c``). The released weights use *channel-major* order (`
 so the fast path permutes the (small) weights instead of the (large) maps. Folding along the
 height needs one transpose copy. Un-folding, cropping the padding and undoing the shift are
 strided views of a branch's output, added straight into the module's output, with no copy.
+
+Layout names: *NHWC* (``x_nhwc``, :func:`to_nhwc`) is a tensor *shaped* ``(B, H, W, C)`` (or
+split further with the channels last, ``(B, H, W / p, p, C)``); *channels-last* is a tensor
+shaped ``(B, C, H, W)`` whose memory is ordered as NHWC (``memory_format=torch.channels_last``);
+``x.permute(0, 2, 3, 1)`` turns one into the other without a copy. ``height`` and ``width`` are
+the map's data sizes, ``regions_h`` / ``regions_w`` the number of regions along a padded axis.
 """
 import torch
 
@@ -27,7 +33,15 @@ def _height_runs(length: int, region_size: int, shift: int):
     count, q0)`` for each token ``i`` of a region, meaning that the padded rows ``r = j * p + i``
     for ``j = j0 .. j0 + count - 1`` (all ``r < length``; the rest is padding) hold the map's rows
     ``q0, q0 + p, ...``, where ``q = (r - shift) mod length``. The shift splits each token's rows
-    in at most two runs; together the runs hold every row of the map exactly once."""
+    in at most two runs; together the runs hold every row of the map exactly once.
+
+    Example: ``length=5``, ``p=2``, ``shift=1``. The shifted axis reads rows
+    ``q = (r - 1) mod 5``: padded rows ``r = 0 1 2 3 4`` hold map rows ``4 0 1 2 3``, and ``r = 5``
+    is padding. Token 0 of the regions (``r = 0, 2, 4``) holds rows ``4, 1, 3``: the shift breaks
+    the stride, so two runs, ``(0, 0, 1, 4)`` (region 0: row 4) and ``(0, 1, 2, 1)`` (regions 1-2:
+    rows 1, 3). Token 1 (``r = 1, 3``) holds rows ``0, 2``: one run, ``(1, 0, 2, 0)``. Each run is
+    one strided copy, ``x[q0::p][:count]`` into ``folded[j0:j0 + count, i]``.
+    """
     p = region_size
     s = shift % length
     runs = []
@@ -100,18 +114,19 @@ def _unfold_width_(x: torch.Tensor, frame: torch.Tensor, length: int, shift: int
             x[:, :, map_cols].copy_(frame[:, :, frame_cols])
 
 
-def _nhwc(x: torch.Tensor) -> torch.Tensor:
+def to_nhwc(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` -> its ``(B, H, W, C)`` view, contiguous (a copy only if ``x`` is not
     channels-last)."""
     return x.permute(0, 2, 3, 1).contiguous()
 
 
-def fold_width_nhwc(frame: torch.Tensor, region_size: int) -> torch.Tensor:
-    """``(B, C, H, Wp)`` channels-last -> ``(B, p * C, H, Wp / p)``: a view when ``frame`` is
-    channels-last contiguous."""
-    b, c, h, wp = frame.shape
+def fold_width_view(frame: torch.Tensor, region_size: int) -> torch.Tensor:
+    """``(B, C, H, Wp)`` channels-last -> ``(B, p * C, H, Wp / p)`` channels-last,
+    position-major: a view when ``frame`` is channels-last contiguous."""
+    b, c, height, padded_width = frame.shape
     p = region_size
-    return frame.permute(0, 2, 3, 1).reshape(b, h, wp // p, p * c).permute(0, 3, 1, 2)
+    return frame.permute(0, 2, 3, 1).reshape(b, height, padded_width // p, p * c).permute(
+        0, 3, 1, 2)
 
 
 class ShiftPadFold(torch.autograd.Function):
@@ -129,44 +144,44 @@ class ShiftPadFold(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, dim, region_size, shift, pad_mode):
-        b, c, h, w = x.shape
+        b, c, height, width = x.shape
         p = region_size
-        xn = _nhwc(x)
+        x_nhwc = to_nhwc(x)
         pads = _padding_sources(x.shape[dim], p, shift, pad_mode)
         if dim == 2:
-            folded = x.new_empty(b, (h + len(pads)) // p, w, p, c)
-            _fold_height_(folded, xn, h, p, shift)
+            folded_nhwc = x.new_empty(b, (height + len(pads)) // p, width, p, c)
+            _fold_height_(folded_nhwc, x_nhwc, height, p, shift)
             for r, q in pads:
-                folded[:, r // p, :, r % p] = 0 if q is None else xn[:, q]
-            out = folded.reshape(b, -1, w, p * c)
+                folded_nhwc[:, r // p, :, r % p] = 0 if q is None else x_nhwc[:, q]
+            out_nhwc = folded_nhwc.reshape(b, -1, width, p * c)
         else:
-            frame = x.new_empty(b, h, w + len(pads), c)
-            _fold_width_(frame, xn, w, shift)
+            frame_nhwc = x.new_empty(b, height, width + len(pads), c)
+            _fold_width_(frame_nhwc, x_nhwc, width, shift)
             for r, q in pads:
-                frame[:, :, r] = 0 if q is None else xn[:, :, q]
-            out = frame.reshape(b, h, -1, p * c)
-        ctx.args = dim, p, shift, pads, (h, w)
-        return out.permute(0, 3, 1, 2)
+                frame_nhwc[:, :, r] = 0 if q is None else x_nhwc[:, :, q]
+            out_nhwc = frame_nhwc.reshape(b, height, -1, p * c)
+        ctx.args = dim, p, shift, pads, (height, width)
+        return out_nhwc.permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad):
-        dim, p, shift, pads, (h, w) = ctx.args
-        g = _nhwc(grad)
-        b, c = g.shape[0], g.shape[3] // p
-        grad_x = g.new_empty(b, h, w, c)
+        dim, p, shift, pads, (height, width) = ctx.args
+        grad_nhwc = to_nhwc(grad)
+        b, c = grad_nhwc.shape[0], grad_nhwc.shape[3] // p
+        grad_x_nhwc = grad_nhwc.new_empty(b, height, width, c)
         if dim == 2:
-            g = g.reshape(b, -1, w, p, c)
-            _unfold_height_(grad_x, g, h, p, shift, accumulate=False)
+            grad_nhwc = grad_nhwc.reshape(b, -1, width, p, c)
+            _unfold_height_(grad_x_nhwc, grad_nhwc, height, p, shift, accumulate=False)
             for r, q in pads:
                 if q is not None:
-                    grad_x[:, q] += g[:, r // p, :, r % p]
+                    grad_x_nhwc[:, q] += grad_nhwc[:, r // p, :, r % p]
         else:
-            g = g.reshape(b, h, -1, c)
-            _unfold_width_(grad_x, g, w, shift, accumulate=False)
+            grad_nhwc = grad_nhwc.reshape(b, height, -1, c)
+            _unfold_width_(grad_x_nhwc, grad_nhwc, width, shift, accumulate=False)
             for r, q in pads:
                 if q is not None:
-                    grad_x[:, :, q] += g[:, :, r]
-        return grad_x.permute(0, 3, 1, 2), None, None, None, None
+                    grad_x_nhwc[:, :, q] += grad_nhwc[:, :, r]
+        return grad_x_nhwc.permute(0, 3, 1, 2), None, None, None, None
 
 
 def shift_pad_fold(x: torch.Tensor, dim: int, region_size: int, shift: int,
@@ -175,83 +190,53 @@ def shift_pad_fold(x: torch.Tensor, dim: int, region_size: int, shift: int,
     length = x.shape[dim]
     if (dim == 3 and shift % length == 0 and length % region_size == 0
             and x.is_contiguous(memory_format=torch.channels_last)):
-        return fold_width_nhwc(x, region_size)
+        return fold_width_view(x, region_size)
     return ShiftPadFold.apply(x, dim, region_size, shift, pad_mode)
 
 
-def region_branch_mean(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                       length: int, dim: int) -> torch.Tensor:
-    """Mean over the data positions (not the padding) of a region branch's output, ``(B, C)``,
-    from its hidden map, without computing the output.
-
-    The output at token ``i`` of a region is ``weight[:, i] @ hidden + bias[:, i]``. Every
-    region holds data at all ``p`` tokens except possibly the last one along ``dim``, which
-    holds ``rem``; so the sum over data positions needs only the hidden map's total and its
-    last region's sum. ``hidden``: ``(B, K, Hp / p, W)`` (``dim=2``) or ``(B, K, H, Wp / p)``
-    (``dim=3``); ``weight``: ``(C, p, K)``; ``bias``: ``(C, p)``.
-    """
-    p = weight.shape[1]
-    regions = hidden.shape[dim]
-    across = hidden.shape[5 - dim]  # the other spatial axis, which has no padding
-    rem = length - (regions - 1) * p  # data tokens in the last region
-    # per-region sums first: their backward is a broadcast, where narrowing the map itself
-    # would zero-fill a full-size gradient
-    region_sums = hidden.sum(dim=5 - dim)  # (B, K, regions)
-    total = region_sums.sum(dim=2)  # (B, K)
-    last = region_sums[:, :, -1]
-    # per token i: the sum of the hidden map over the regions whose token i holds data
-    token_sums = total.unsqueeze(1) - last.unsqueeze(1) * (
-        torch.arange(p, device=hidden.device) >= rem).to(hidden.dtype).reshape(1, p, 1)
-    counts = torch.full((p,), regions, dtype=hidden.dtype, device=hidden.device)
-    counts[rem:] -= 1
-    out = torch.einsum('cik,bik->bc', weight, token_sums) + (bias * counts).sum(1) * across
-    return out / (length * across)
-
-
 class AddBranches(torch.autograd.Function):
-    """``ch += unfold_h(yh) + unfold_w(yw)`` on NHWC memory, in place, with its own backward.
+    """``out_c += unfold_h(out_h) + unfold_w(out_w)`` in place, with its own backward.
 
-    Forward adds the height and width branches into ``ch`` through strided views: no un-fold,
-    crop or un-shift copies. Autograd would answer each of those in-place slice updates with a
-    full-size zero tensor; this backward writes each branch's gradient once, straight into its
-    folded layout, and zeroes only the padding.
+    Forward adds the height and width branches into the channel branch's NHWC ``out_c``
+    through strided views: no un-fold, crop or un-shift copies. Autograd would answer each of
+    those in-place slice updates with a full-size zero tensor; this backward writes each
+    branch's gradient once, straight into its folded layout, and zeroes only the padding.
 
-    Inputs: ``ch`` ``(B, H, W, C)``; ``yh`` ``(B, p * C, Hp / p, W)`` and ``yw``
-    ``(B, p * C, H, Wp / p)`` (position-major, see :class:`ShiftPadFold`); the region size
-    and the shift.
+    Inputs: ``out_c`` NHWC ``(B, H, W, C)``; ``out_h`` ``(B, p * C, Hp / p, W)`` and ``out_w``
+    ``(B, p * C, H, Wp / p)``, channels-last, position-major (see :class:`ShiftPadFold`); the
+    region size and the shift. Returns ``out_c``.
     """
 
     @staticmethod
-    def forward(ctx, ch, yh, yw, region_size, shift):
-        b, height, width, c = ch.shape
+    def forward(ctx, out_c, out_h, out_w, region_size, shift):
+        b, height, width, c = out_c.shape
         p = region_size
-        yhn = yh.permute(0, 2, 3, 1).reshape(b, yh.shape[2], width, p, c)
-        _unfold_height_(ch, yhn, height, p, shift, accumulate=True)
-        ywn = yw.permute(0, 2, 3, 1).reshape(b, height, yw.shape[3] * p, c)
-        _unfold_width_(ch, ywn, width, shift, accumulate=True)
-        ctx.mark_dirty(ch)
-        ctx.shapes = yh.shape, yw.shape
-        ctx.region_size, ctx.shift = region_size, shift
-        return ch
+        regions_h, regions_w = out_h.shape[2], out_w.shape[3]
+        out_h_nhwc = out_h.permute(0, 2, 3, 1).reshape(b, regions_h, width, p, c)
+        _unfold_height_(out_c, out_h_nhwc, height, p, shift, accumulate=True)
+        out_w_nhwc = out_w.permute(0, 2, 3, 1).reshape(b, height, regions_w * p, c)
+        _unfold_width_(out_c, out_w_nhwc, width, shift, accumulate=True)
+        ctx.mark_dirty(out_c)
+        ctx.args = p, shift, regions_h, regions_w
+        return out_c
 
     @staticmethod
     def backward(ctx, grad_out):
-        p, shift = ctx.region_size, ctx.shift
-        g = grad_out.contiguous()
-        b, height, width, c = g.shape
-        (_, pc, hj, w), (_, _, h, wj) = ctx.shapes
+        p, shift, regions_h, regions_w = ctx.args
+        grad_nhwc = grad_out.contiguous()
+        b, height, width, c = grad_nhwc.shape
 
-        grad_yn = g.new_empty(b, hj, w, p, c)
-        _fold_height_(grad_yn, g, height, p, shift)
-        for r in range(height, hj * p):  # padding rows: not in the output
-            grad_yn[:, r // p, :, r % p] = 0
-        grad_yh = grad_yn.reshape(b, hj, w, pc).permute(0, 3, 1, 2)
+        grad_h_nhwc = grad_nhwc.new_empty(b, regions_h, width, p, c)
+        _fold_height_(grad_h_nhwc, grad_nhwc, height, p, shift)
+        for r in range(height, regions_h * p):  # padding rows: not in the output
+            grad_h_nhwc[:, r // p, :, r % p] = 0
+        grad_h = grad_h_nhwc.reshape(b, regions_h, width, p * c).permute(0, 3, 1, 2)
 
-        grad_frame = g.new_empty(b, h, wj * p, c)
-        _fold_width_(grad_frame, g, width, shift)
-        grad_frame[:, :, width:] = 0
-        grad_yw = grad_frame.reshape(b, h, wj, pc).permute(0, 3, 1, 2)
-        return g, grad_yh, grad_yw, None, None
+        grad_w_nhwc = grad_nhwc.new_empty(b, height, regions_w * p, c)
+        _fold_width_(grad_w_nhwc, grad_nhwc, width, shift)
+        grad_w_nhwc[:, :, width:] = 0  # padding columns
+        grad_w = grad_w_nhwc.reshape(b, height, regions_w, p * c).permute(0, 3, 1, 2)
+        return grad_nhwc, grad_h, grad_w, None, None
 
 
 class ChannelsLastGrad(torch.autograd.Function):

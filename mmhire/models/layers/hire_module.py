@@ -4,9 +4,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
-from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
+from .branch_folding import fold_into_proj, region_branch_mean
 from .channels_last import (AddBranches, ChannelsLastGrad, in_channels_position_major,
-                            region_branch_mean, shift_pad_fold)
+                            shift_pad_fold)
+from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
 from .region_rearrange import (PAD_MODES, crop_and_unshift, fold_regions, shift_and_pad,
                                unfold_regions)
 from .traceable import is_graph_capture, shift_pad_fold as traceable_shift_pad_fold
@@ -41,11 +42,12 @@ class HireModule(nn.Module):
         pad_mode (str): How an axis is padded to a multiple of ``region_size``:
             ``'circular'`` (released model), ``'constant'`` (zeros) or ``'replicate'``.
         norm_cfg (dict): Norm of the region MLPs. Defaults to ``dict(type='BN')``.
-        fast (bool): The fast path (:meth:`_forward_fast`): ``proj`` and the branch weights
-            folded into per-image convolution weights, 1x1 convolutions on channels-last
-            memory (much faster in oneDNN), shifts and padding as slices instead of index
-            gathers, no un-fold, crop or un-shift copies. Same parameters, same results;
-            ``False`` keeps the plain path (the test oracle). While the module is recorded
+        fast (bool): The fast path (:meth:`_forward_fast`) for maps where it pays
+            (:meth:`takes_fast_path`): ``proj`` and the branch weights folded into per-image
+            convolution weights, 1x1 convolutions on channels-last memory (much faster in
+            oneDNN), shifts and padding as slices instead of index gathers, no un-fold, crop
+            or un-shift copies. Same parameters, same results; ``False`` keeps the plain path
+            (the test oracle). While the module is recorded
             (``torch.jit.trace``, ``torch.onnx.export``, ``torch.export``, ``torch.compile``)
             it runs :meth:`forward_traceable` whatever ``fast`` says.
     """
@@ -62,12 +64,6 @@ class HireModule(nn.Module):
         self.shift = shift
         self.pad_mode = pad_mode
         self.fast = fast
-        # The fast path's extra work grows with the weights (permuting and folding them, about
-        # C^3 (p + 1) multiply-adds), its savings with the map: below C (p + 1) positions it
-        # loses to the plain path (measured: HireMLP-S at 224x224), so small maps take the
-        # plain path. Tests set ``fast_min_positions = 0`` to force the fast path.
-        self.fast_min_positions = embed_dims * (region_size + 1)
-        self.fold_proj = True  # tests set False to check the fast path's unfolded variant
 
         self.mlp_h1 = nn.Conv2d(c * p, c // 2, 1, bias=False)
         self.mlp_h1_norm = build_norm_layer(norm_cfg, c // 2)[1]
@@ -93,82 +89,81 @@ class HireModule(nn.Module):
             return unfold_crop_unshift(x, dim, length, p, shift)
         return crop_and_unshift(unfold_regions(x, dim, p), dim, length, shift)
 
-    def _region_hidden_nhwc(self, x, dim, fc1, norm):
-        """First half of the region MLP on channels-last memory: the ``C / 2``-wide hidden map
-        of every region, ``(B, C / 2, Hp / p, W)`` or ``(B, C / 2, H, Wp / p)``."""
+    def _region_hidden(self, x, dim, fc1, norm):
+        """The first half of a region MLP on the channels-last ``x``: the ``C / 2``-wide hidden
+        map of every region, channels-last, ``(B, C / 2, Hp / p, W)`` (``dim=2``) or
+        ``(B, C / 2, H, Wp / p)`` (``dim=3``)."""
         p = self.region_size
         folded = shift_pad_fold(x, dim, p, self.shift, self.pad_mode)
-        z = F.conv2d(folded, in_channels_position_major(fc1.weight, p), fc1.bias)
-        return ChannelsLastGrad.apply(self.act(norm(z)))
+        hidden = F.conv2d(folded, in_channels_position_major(fc1.weight, p), fc1.bias)
+        return ChannelsLastGrad.apply(self.act(norm(hidden)))
+
+    def _branch_weights(self, x, hidden_h, hidden_w):
+        """The softmax weights ``a`` of the three branches, ``(B, C, 3)``, from the branches'
+        means: read off the hidden maps (:func:`region_branch_mean`) and ``x``'s mean, with no
+        full-size branch output."""
+        b, c, height, width = x.shape
+        p = self.region_size
+        mlp_h2, mlp_w2, mlp_c = self.mlp_h2, self.mlp_w2, self.mlp_c
+        mean = (region_branch_mean(hidden_h, mlp_h2.weight.reshape(c, p, -1),
+                                   mlp_h2.bias.reshape(c, p), height, dim=2)
+                + region_branch_mean(hidden_w, mlp_w2.weight.reshape(c, p, -1),
+                                     mlp_w2.bias.reshape(c, p), width, dim=3)
+                # sum / n, not mean: mean's backward materialises a full-size gradient
+                + F.linear(x.sum(dim=(2, 3)) / (height * width), mlp_c.weight.reshape(c, c),
+                           mlp_c.bias))
+        return self.reweight(mean.reshape(b, c, 1, 1)).reshape(b, c, 3).softmax(dim=2)
 
     def _forward_fast(self, x):
-        """Same result as the plain path, with ``proj`` and the branch weights folded away.
+        """The plain path's result, with ``proj`` and the branch weights folded away.
 
-        ``proj`` is linear and the branch weights ``a`` are per channel, so
-        ``proj(a0 * h + a1 * w + a2 * ch)`` equals the sum of three maps computed by
-        convolutions whose weights absorb them: ``proj . diag(a0) . mlp_h2`` on the height
-        branch's hidden map, likewise for the width branch, and ``proj . diag(a2) . mlp_c`` on
-        ``x``. ``a`` comes from the branches' means, which are linear in the hidden maps' sums
-        and in ``x``'s mean, so they are known before any full-size branch output exists. That
-        removes ``proj`` (a ``C x C`` convolution over the map) and the weighted sum's passes.
-        The weights depend on ``a``, so each image of the batch gets its own. (With
-        ``fold_proj = False`` only the ``diag(a_k)`` are folded and ``proj`` stays a
-        convolution.) Maps of at most ``fast_min_positions`` positions take the plain path,
-        where this weight-side work would cost more than it saves. Everything runs
-        on channels-last memory, and the branch outputs are added into the result through
-        strided views (:class:`~mmhire.models.layers.channels_last.AddBranches`).
+        Steps (see :mod:`~mmhire.models.layers.branch_folding` for the algebra):
+
+        1. the hidden maps of both region MLPs (shift, pad and fold in one copy each);
+        2. the branch weights ``a`` from the branches' means, read off the hidden maps;
+        3. per image, since ``a`` differs from image to image: the three last convolutions with
+           ``proj . diag(a_k)`` folded into their weights, the channel branch's result taking
+           the height and width branches' results added in through strided views
+           (:class:`~mmhire.models.layers.channels_last.AddBranches`: no un-fold, crop or
+           un-shift copies).
+
+        This saves ``proj`` (a ``C x C`` convolution over the map) and the weighted sum's
+        passes, and runs every convolution on channels-last memory, where oneDNN is fastest.
+        :meth:`takes_fast_path` says when it pays.
         """
-        b, c, height, width = x.shape
         x = ChannelsLastGrad.apply(x.contiguous(memory_format=torch.channels_last))
-        p, shift = self.region_size, self.shift
-        zh = self._region_hidden_nhwc(x, 2, self.mlp_h1, self.mlp_h1_norm)
-        zw = self._region_hidden_nhwc(x, 3, self.mlp_w1, self.mlp_w1_norm)
-
-        wh = self.mlp_h2.weight.reshape(c, p, -1)  # row c * p + i: token i of channel c
-        ww = self.mlp_w2.weight.reshape(c, p, -1)
-        bh = self.mlp_h2.bias.reshape(c, p)
-        bw = self.mlp_w2.bias.reshape(c, p)
-        wc = self.mlp_c.weight.reshape(c, c)
-        mean = (region_branch_mean(zh, wh, bh, height, dim=2)
-                + region_branch_mean(zw, ww, bw, width, dim=3)
-                # sum / n, not mean: mean's backward materialises a full-size gradient
-                + F.linear(x.sum(dim=(2, 3)) / (height * width), wc, self.mlp_c.bias))
-        a = self.reweight(mean.reshape(b, c, 1, 1)).reshape(b, c, 3).softmax(dim=2)
-
-        proj = self.proj.weight.reshape(c, c)
-        # one image at a time: the folded weights depend on the image through a. (split, not
-        # indexing: the backward of x[i:i + 1] zero-fills a batch-sized gradient per image)
-        images = zip(x.split(1), zh.split(1), zw.split(1)) if b > 1 else [(x, zh, zw)]
+        hidden_h = self._region_hidden(x, 2, self.mlp_h1, self.mlp_h1_norm)
+        hidden_w = self._region_hidden(x, 3, self.mlp_w1, self.mlp_w1_norm)
+        branch_weights = self._branch_weights(x, hidden_h, hidden_w)
+        # (split, not indexing: the backward of x[i:i + 1] zero-fills a batch-sized gradient
+        # per image)
+        images = (zip(x.split(1), hidden_h.split(1), hidden_w.split(1))
+                  if x.shape[0] > 1 else [(x, hidden_h, hidden_w)])
         outs = []
-        for i, (x_i, zh_i, zw_i) in enumerate(images):
-            if self.fold_proj:
-                pa = proj * a[i].t().unsqueeze(1)  # (3, C, C): proj . diag(a_k)
-                wh_i = torch.einsum('oc,cik->iok', pa[0], wh)
-                ww_i = torch.einsum('oc,cik->iok', pa[1], ww)
-                bh_i = torch.einsum('oc,ci->io', pa[0], bh)
-                bw_i = torch.einsum('oc,ci->io', pa[1], bw)
-                wc_i = pa[2] @ wc
-                bc_i = pa[2] @ self.mlp_c.bias + self.proj.bias
-            else:  # only diag(a_k): scale the output channels, proj stays a convolution
-                ak = a[i].t()  # (3, C)
-                wh_i = (wh * ak[0].reshape(c, 1, 1)).transpose(0, 1)
-                ww_i = (ww * ak[1].reshape(c, 1, 1)).transpose(0, 1)
-                bh_i = (bh * ak[0].reshape(c, 1)).t()
-                bw_i = (bw * ak[1].reshape(c, 1)).t()
-                wc_i = wc * ak[2].reshape(c, 1)
-                bc_i = self.mlp_c.bias * ak[2]
-            # position-major outputs: row i * C + o is token i of channel o
-            yh = F.conv2d(zh_i, wh_i.reshape(p * c, -1, 1, 1), bh_i.reshape(p * c))
-            yw = F.conv2d(zw_i, ww_i.reshape(p * c, -1, 1, 1), bw_i.reshape(p * c))
-            ch = F.conv2d(x_i, wc_i.reshape(c, c, 1, 1), bc_i).permute(0, 2, 3, 1)
-            outs.append(AddBranches.apply(ch, yh, yw, p, shift))
-        out = (outs[0] if b == 1 else torch.cat(outs)).permute(0, 3, 1, 2)
-        return out if self.fold_proj else self.proj(out)
+        for a, (x_i, hidden_h_i, hidden_w_i) in zip(branch_weights, images):
+            folded = fold_into_proj(self.proj, a, self.mlp_h2, self.mlp_w2, self.mlp_c)
+            out_h = F.conv2d(hidden_h_i, folded.height, folded.height_bias)
+            out_w = F.conv2d(hidden_w_i, folded.width, folded.width_bias)
+            out_c = F.conv2d(x_i, folded.channel, folded.channel_bias)
+            outs.append(AddBranches.apply(out_c.permute(0, 2, 3, 1), out_h, out_w,
+                                          self.region_size, self.shift))
+        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        return out.permute(0, 3, 1, 2)
+
+    def takes_fast_path(self, height: int, width: int) -> bool:
+        """Whether an eager forward on a ``height x width`` map runs :meth:`_forward_fast`.
+
+        The fast path's extra work grows with the weights (folding them, about ``C^3 (p + 1)``
+        multiply-adds per image), its savings with the map: below ``C (p + 1)`` positions it
+        loses to the plain path (measured: HireMLP-S at 224x224), so small maps take the plain
+        path.
+        """
+        return self.fast and height * width > self.embed_dims * (self.region_size + 1)
 
     def forward(self, x):
         if is_graph_capture():
             return self.forward_traceable(x)
-        if self.fast and x.shape[2] * x.shape[3] > self.fast_min_positions:
+        if self.takes_fast_path(x.shape[2], x.shape[3]):
             return self._forward_fast(x)
         return self._forward_plain(x, traceable=False)
 

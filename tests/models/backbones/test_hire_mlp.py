@@ -2,19 +2,11 @@ import copy
 
 import pytest
 import torch
-from conftest import TINY_ARCH
+from conftest import TINY_ARCH, stage_sides
 from reference_hire_mlp import ARCHS, RefHireMLP, randomize_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmhire import HireMLP
-
-
-def stage_side(length):
-    """The documented rule: stem max(1, (L + 1) // 4), then ceil(L / 2) per stage."""
-    sides = [max(1, (length + 1) // 4)]
-    for _ in range(3):
-        sides.append(-(-sides[-1] // 2))
-    return sides
 
 
 def ref_for(arch):
@@ -116,7 +108,7 @@ def test_every_small_size_forward_backward():
         for w in (1, 2, 3, h, 64 - h + 1):
             x = torch.randn(2, 3, h, w, requires_grad=True)
             outs = model(x)
-            expected = list(zip(stage_side(h), stage_side(w)))
+            expected = list(zip(stage_sides(h), stage_sides(w)))
             assert [tuple(o.shape[2:]) for o in outs] == expected, (h, w)
             sum(o.sum() for o in outs).backward()
             assert torch.isfinite(x.grad).all()
@@ -128,9 +120,10 @@ def test_large_odd_sizes(size, mode):
     model = HireMLP(arch=dict(depths=[1, 1, 1, 1], embed_dims=[4, 4, 8, 8]), pad_mode=mode).train()
     x = torch.randn(2, 3, *size)
     outs = model(x)
-    assert [tuple(o.shape[2:]) for o in outs] == list(zip(stage_side(size[0]), stage_side(size[1])))
+    assert [tuple(o.shape[2:]) for o in outs] == list(zip(stage_sides(size[0]),
+                                                          stage_sides(size[1])))
     sum(o.mean() for o in outs).backward()
-    assert stage_side(1333) == [333, 167, 84, 42]
+    assert stage_sides(1333) == [333, 167, 84, 42]
 
 
 # ----------------------------------------------------------------------------- training behaviour
@@ -281,3 +274,17 @@ def test_errors_are_the_packages_own():
         HireMLP(arch=TINY_ARCH)(torch.randn(1, 3, 0, 8))
     with pytest.raises(HireMLPTypeError):
         HireMLP(arch=TINY_ARCH)([1, 2])
+
+
+def test_docstring_examples_hold():
+    import doctest
+
+    from mmhire.models.backbones import hire_mlp
+    result = doctest.testmod(hire_mlp)
+    assert result.attempted >= 5 and result.failed == 0
+
+
+@pytest.mark.parametrize('height,width', [(230, 333), (1, 2), (800, 1216), (61, 45)])
+def test_stage_sizes_follow_the_documented_rule(height, width):
+    assert HireMLP.stage_sizes(height, width) == list(zip(stage_sides(height),
+                                                          stage_sides(width)))

@@ -2,17 +2,11 @@
 invalid ones raise the package's own ValueError."""
 import pytest
 import torch
+from conftest import stage_sides
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mmhire import HireMLP
-
-
-def stage_sides(length):
-    sides = [max(1, (length + 1) // 4)]
-    for _ in range(3):
-        sides.append(-(-sides[-1] // 2))
-    return sides
 
 
 four = lambda s: st.lists(s, min_size=4, max_size=4)  # noqa: E731

@@ -4,8 +4,7 @@ import itertools
 import pytest
 import torch
 
-from mmhire.models.layers.channels_last import (AddBranches, ChannelsLastGrad,
-                                                region_branch_mean, shift_pad_fold)
+from mmhire.models.layers.channels_last import AddBranches, ChannelsLastGrad, shift_pad_fold
 from mmhire.models.layers.region_rearrange import (PAD_MODES, crop_and_unshift, fold_regions,
                                                    shift_and_pad, unfold_regions)
 
@@ -86,26 +85,6 @@ def test_add_branches_equals_unfold_crop_unshift(shift):
     assert torch.autograd.gradcheck(
         lambda a, y1, y2: AddBranches.apply(a.permute(0, 2, 3, 1).clone(), y1, y2, p, shift),
         inputs)
-
-
-def test_region_branch_mean_matches_the_output_mean():
-    torch.manual_seed(0)
-    c, k, p = 3, 4, 3
-    for dim, length in ((2, 7), (3, 5), (2, 9)):
-        regions = -(-length // p)
-        shape = (2, k, regions, 4) if dim == 2 else (2, k, 4, regions)
-        hidden = torch.randn(*shape, dtype=torch.float64)
-        weight = torch.randn(c, p, k, dtype=torch.float64)
-        bias = torch.randn(c, p, dtype=torch.float64)
-        # the branch output, un-folded to channel-major, cropped to the data positions
-        out = torch.einsum('cik,bk...->bci...', weight, hidden)
-        out = out + bias.reshape(1, c, p, 1, 1)
-        if dim == 2:
-            out = out.permute(0, 1, 3, 2, 4).reshape(2, c, regions * p, 4)[:, :, :length]
-        else:
-            out = out.permute(0, 1, 3, 4, 2).reshape(2, c, 4, regions * p)[:, :, :, :length]
-        torch.testing.assert_close(region_branch_mean(hidden, weight, bias, length, dim),
-                                   out.mean(dim=(2, 3)))
 
 
 def test_channels_last_grad_keeps_strides_and_converts_gradients():

@@ -1,7 +1,27 @@
-"""Parameter and FLOP counts of HireMLP variants (mmengine's complexity analysis)."""
+"""Parameter and MAC counts of HireMLP variants and whole configs (mmengine's FlopAnalyzer)."""
 import torch
 
 from mmhire.models import HireMLP
+
+# The authors' released ImageNet-1K figures at 224x224 (Guo et al., CVPR 2022): parameters with
+# the 1000-class head, MACs and top-1 accuracy (%).
+RELEASED = {
+    'tiny': dict(params=18.04e6, macs=2.1e9, top1=79.7),
+    'small': dict(params=33.11e6, macs=4.2e9, top1=82.1),
+    'base': dict(params=58.23e6, macs=8.1e9, top1=83.2),
+    'large': dict(params=95.72e6, macs=13.4e9, top1=83.8),
+}
+
+
+def count_macs(model: torch.nn.Module, inputs: tuple) -> int:
+    """Multiply-adds of one no-grad forward of ``model`` on ``inputs`` (mmengine's
+    ``FlopAnalyzer``, which records the model with ``torch.jit.trace``; unsupported-op and
+    uncalled-module warnings off)."""
+    from mmengine.analysis import FlopAnalyzer
+    with torch.no_grad():
+        analyzer = FlopAnalyzer(model, inputs)
+        analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return analyzer.total()
 
 
 # What the released classifier adds on top of the backbone: BN on the last stage + Linear head.
@@ -15,20 +35,15 @@ def backbone_complexity(arch='tiny', shape=(224, 224), out_norm=False, **kwargs)
     Returns a dict with ``params`` (backbone), ``params_with_head`` (plus the released
     classifier's norm and head, comparable with the released table) and ``macs``.
     """
-    from mmengine.analysis import FlopAnalyzer
     model = HireMLP(arch=arch, out_norm=out_norm, **kwargs).eval()
     params = sum(p.numel() for p in model.parameters())
-    with torch.no_grad():
-        macs = FlopAnalyzer(model, (torch.randn(1, model.in_channels, *shape),))
-        macs.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        total = macs.total()
+    macs = count_macs(model, (torch.randn(1, model.in_channels, *shape),))
     return dict(arch=arch, shape=tuple(shape), params=params,
-                params_with_head=params + classifier_params(model.embed_dims[-1]), macs=total)
+                params_with_head=params + classifier_params(model.embed_dims[-1]), macs=macs)
 
 
 def model_complexity(cfg, shape=(800, 1333)) -> dict:
     """Params and MACs of a whole detector / segmentor config at one input shape (H, W)."""
-    from mmengine.analysis import FlopAnalyzer
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import DefaultScope
 
@@ -61,8 +76,5 @@ def model_complexity(cfg, shape=(800, 1333)) -> dict:
                 return self.inner._forward(x, samples)
 
         params = sum(p.numel() for p in model.parameters())
-        with torch.no_grad():
-            analyzer = FlopAnalyzer(Tensorize(model), (torch.randn(1, 3, h, w),))
-            analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            macs = analyzer.total()
+        macs = count_macs(Tensorize(model), (torch.randn(1, 3, h, w),))
     return dict(params=params, macs=macs, shape=(h, w))
