@@ -1,13 +1,19 @@
-"""The main job: train Mask R-CNN + HireMLP-T from scratch on the self-made shapes set.
+"""The main job: train HireMLP-T models from scratch on the self-made shapes sets.
 
-    python tools/demo.py                      # (what `bash tools/run_demo.sh` runs)
+    python tools/demo.py                      # detection (what `bash tools/run_demo.sh` runs)
+    python tools/demo.py --task seg           # segmentation
+    python tools/demo.py --task all           # both, one after the other
 
-1. makes the COCO-format demo data in data/demo_coco (reused when already there),
-2. trains configs/demo/maskrcnn_hire_t_fpn_demo.py with tools/train.py in a new work dir
-   (work_dirs/demo/<time>; nothing earlier is touched),
-3. evaluates the final checkpoint with the COCO metric through tools/test.py,
+For each task it
+
+1. makes the demo data in data/demo_coco or data/demo_ade (reused when already there),
+2. trains the demo config (detection: Mask R-CNN + HireMLP-T,
+   configs/demo/maskrcnn_hire_t_fpn_demo.py; segmentation: Semantic FPN + HireMLP-T,
+   configs/demo/fpn_hire_t_demo_ade.py) with tools/train.py in a new work dir
+   (work_dirs/demo/<time>/<task>; nothing earlier is touched),
+3. evaluates the final checkpoint (COCO bbox / segm mAP, or mIoU),
 4. draws the predictions on a few val images into <work dir>/demo_predictions.png,
-5. prints the final bbox and segm mAP and the time each step took.
+5. prints the metrics and the time each step took.
 """
 import argparse
 import os
@@ -21,6 +27,8 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 TOOLS = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(TOOLS)
+CONFIGS = dict(det=osp.join('configs', 'demo', 'maskrcnn_hire_t_fpn_demo.py'),
+               seg=osp.join('configs', 'demo', 'fpn_hire_t_demo_ade.py'))
 
 
 def grid(paths, out_file, cols=2):
@@ -37,75 +45,126 @@ def grid(paths, out_file, cols=2):
     cv2.imwrite(out_file, np.concatenate(rows, axis=0))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config',
-                        default=osp.join('configs', 'demo', 'maskrcnn_hire_t_fpn_demo.py'))
-    parser.add_argument('--data-dir', default='data', help='parent of demo_coco/')
-    parser.add_argument('--work-dir', help='default: work_dirs/demo/<date_time>')
-    parser.add_argument('--epochs', type=int, help="override the config's max_epochs")
-    parser.add_argument('--num-draw', type=int, default=4, help='val images to draw')
-    parser.add_argument('--score-thr', type=float, default=0.5, help='drawing threshold')
-    parser.add_argument('--seed', type=int, default=0, help='demo data seed')
-    args = parser.parse_args(argv)
-    os.chdir(ROOT)
-    t0 = time.time()
+def make_data(task, args):
+    """The demo set of ``task``; returns its folder and the config options that point at it."""
+    from mmhire.datasets.demo_data import make_ade, make_coco
+    sizes = {k: v for k, v in (('num_train', args.num_train), ('num_val', args.num_val)) if v}
+    if task == 'det':
+        root = osp.join(args.data_dir, 'demo_coco')
+        make_coco(root, seed=args.seed, **sizes)
+        ann_val = f'{root}/annotations/instances_val.json'
+        options = {f'{split}_dataloader.dataset.data_root': f'{root}/'
+                   for split in ('train', 'val', 'test')}
+        options.update({'val_evaluator.ann_file': ann_val, 'test_evaluator.ann_file': ann_val})
+        if args.epochs:
+            options['train_cfg.max_epochs'] = args.epochs
+        val_images = osp.join(root, 'val')
+    else:
+        root = osp.join(args.data_dir, 'demo_ade')
+        make_ade(root, seed=args.seed, **sizes)
+        options = {f'{split}_dataloader.dataset.data_root': root
+                   for split in ('train', 'val', 'test')}
+        if args.iters:
+            options['train_cfg.max_iters'] = args.iters
+        val_images = osp.join(root, 'images', 'validation')
+    options['train_cfg.val_begin'] = 10**6  # evaluated once, after training (not twice)
+    options.update(args.cfg_options or {})
+    return val_images, options
+
+
+def run_task(task, args, work_dir):
+    """Train, evaluate and draw one task; returns (metrics, picture, timings)."""
+    from mmhire.apis import evaluate, load_config, predict_and_draw
     timings = {}
-
-    from mmhire.datasets.demo_data import DemoDataError, make_coco
-    data_root = osp.join(args.data_dir, 'demo_coco')
-    try:
-        make_coco(data_root, seed=args.seed)
-    except DemoDataError as e:
-        sys.exit(f'error: {e}')
-    timings['data'] = time.time() - t0
-
-    work_dir = args.work_dir or osp.join('work_dirs', 'demo', time.strftime('%Y%m%d_%H%M%S'))
-    ann_val = f'{data_root}/annotations/instances_val.json'
-    options = {'train_dataloader.dataset.data_root': f'{data_root}/',
-               'val_dataloader.dataset.data_root': f'{data_root}/',
-               'test_dataloader.dataset.data_root': f'{data_root}/',
-               'val_evaluator.ann_file': ann_val, 'test_evaluator.ann_file': ann_val,
-               'train_cfg.val_interval': 1000}  # evaluated once below
-    if args.epochs:
-        options['train_cfg.max_epochs'] = args.epochs
-    print(f'[demo] training {args.config} in {work_dir}', flush=True)
     t = time.time()
-    subprocess.run([sys.executable, osp.join(TOOLS, 'train.py'), args.config,
-                    '--work-dir', work_dir, '--cfg-options',
-                    *(f'{k}={v}' for k, v in options.items())], check=True)
+    val_images, options = make_data(task, args)
+    timings['data'] = time.time() - t
+
+    config = CONFIGS[task]
+    print(f'[demo] training {config} in {work_dir}', flush=True)
+    t = time.time()
+    subprocess.run([sys.executable, osp.join(TOOLS, 'train.py'), config, '--work-dir', work_dir,
+                    '--cfg-options', *(f'{k}={v}' for k, v in options.items())], check=True)
     timings['train'] = time.time() - t
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
 
     print(f'[demo] evaluating {checkpoint}', flush=True)
     t = time.time()
-    from mmhire.apis import evaluate, load_config, predict_and_draw
-    metrics = evaluate(load_config(args.config, options, osp.join(work_dir, 'test')), checkpoint)
+    metrics = evaluate(load_config(config, options, osp.join(work_dir, 'test')), checkpoint)
     timings['evaluate'] = time.time() - t
 
     t = time.time()
-    val_dir = osp.join(data_root, 'val')
-    images = sorted(os.listdir(val_dir))[:args.num_draw]
-    drawn = predict_and_draw(
-        [osp.join(val_dir, i) for i in images], args.config, checkpoint,
-        osp.join(work_dir, 'predictions'), score_thr=args.score_thr)
+    images = sorted(os.listdir(val_images))[:args.num_draw]
+    drawn = predict_and_draw([osp.join(val_images, i) for i in images], config, checkpoint,
+                             osp.join(work_dir, 'predictions'), score_thr=args.score_thr,
+                             cfg_options=options)
     picture = osp.join(work_dir, 'demo_predictions.png')
     grid(drawn, picture)
     timings['draw'] = time.time() - t
+    return metrics, picture, timings
 
-    total = time.time() - t0
-    print('\n[demo] Mask R-CNN + HireMLP-T, trained from scratch on the demo shapes set')
-    for kind in ('bbox', 'segm'):
-        print(f"[demo] {kind} mAP {metrics[f'coco/{kind}_mAP']:.3f}   "
-              f"mAP@0.5 {metrics[f'coco/{kind}_mAP_50']:.3f}   "
-              f"mAP@0.75 {metrics[f'coco/{kind}_mAP_75']:.3f}")
+
+def report(task, metrics, picture, timings, checkpoint_dir):
+    if task == 'det':
+        print('\n[demo] Mask R-CNN + HireMLP-T, trained from scratch on the demo shapes set')
+        for kind in ('bbox', 'segm'):
+            print(f"[demo] {kind} mAP {metrics[f'coco/{kind}_mAP']:.3f}   "
+                  f"mAP@0.5 {metrics[f'coco/{kind}_mAP_50']:.3f}   "
+                  f"mAP@0.75 {metrics[f'coco/{kind}_mAP_75']:.3f}")
+    else:
+        print('\n[demo] Semantic FPN + HireMLP-T, trained from scratch on the demo ADE set')
+        print(f"[demo] mIoU {metrics['mIoU']:.2f}   mAcc {metrics['mAcc']:.2f}   "
+              f"aAcc {metrics['aAcc']:.2f}")
     print(f'[demo] predictions drawn: {picture}')
     print('[demo] time: ' + ', '.join(f'{k} {v:.0f} s' for k, v in timings.items()) +
-          f', total {total / 60:.1f} min')
-    print(f'[demo] checkpoint: {checkpoint}')
-    return metrics
+          f', total {sum(timings.values()) / 60:.1f} min')
+    print(f'[demo] checkpoints: {checkpoint_dir}')
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--task', choices=('det', 'seg', 'all'), default='det')
+    parser.add_argument('--data-dir', default='data', help='parent of demo_coco/, demo_ade/')
+    parser.add_argument('--work-dir', help='default: work_dirs/demo/<date_time>')
+    parser.add_argument('--epochs', type=int, help="detection: override the config's max_epochs")
+    parser.add_argument('--iters', type=int, help="segmentation: override the config's max_iters")
+    parser.add_argument('--num-train', type=int, help='demo images to train on (default: the '
+                        "data set's own, 300 for detection, 200 for segmentation)")
+    parser.add_argument('--num-val', type=int, help='demo images to evaluate on (default 50 / 40)')
+    parser.add_argument('--num-draw', type=int, default=4, help='val images to draw')
+    parser.add_argument('--score-thr', type=float, default=0.5, help='detection drawing threshold')
+    parser.add_argument('--seed', type=int, default=0, help='demo data seed')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override settings of the demo config(s), as for tools/train.py')
+    args = parser.parse_args(argv)
+    for name in ('epochs', 'iters', 'num_train', 'num_val', 'num_draw'):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.chdir(ROOT)
+    from mmhire.errors import MMHireError
+    work_dir = args.work_dir or osp.join('work_dirs', 'demo', time.strftime('%Y%m%d_%H%M%S'))
+    tasks = ('det', 'seg') if args.task == 'all' else (args.task,)
+    results = {}
+    for task in tasks:
+        task_dir = osp.join(work_dir, task)
+        try:
+            results[task] = run_task(task, args, task_dir)
+        except MMHireError as e:  # the demo data refuses a folder, a bad option, ...
+            sys.exit(f'error: {e}')
+        except subprocess.CalledProcessError:
+            sys.exit(f'error: training the {task} demo failed (its message is above)')
+    for task, (metrics, picture, timings) in results.items():
+        report(task, metrics, picture, timings, osp.join(work_dir, task))
+    return {task: r[0] for task, r in results.items()}
 
 
 if __name__ == '__main__':

@@ -60,6 +60,12 @@ def check_datasets(cfg, splits=('train', 'val')):
         loader = cfg.get(f'{split}_dataloader')
         if not loader:
             continue
+        if loader.get('persistent_workers') and not loader.get('num_workers'):
+            # torch's DataLoader would stop the run with a bare ValueError
+            raise PreflightError(
+                f'{split}_dataloader has persistent_workers=True but num_workers=0: persistent '
+                f'workers need workers. Set {split}_dataloader.persistent_workers=False (or '
+                f'num_workers to 1 or more)')
         for dataset, where in _datasets(loader.get('dataset'), f'{split}_dataloader.dataset'):
             types.add(dataset.get('type'))
             for path, key in _dataset_paths(dataset, where):

@@ -28,7 +28,8 @@ def tiny_config(tmp_path, kind, demo_root):
         body = f"""
 _base_ = [{osp.join(ROOT, 'configs/demo/maskrcnn_hire_t_fpn_demo.py')!r}]
 data_root = {coco + '/'!r}
-train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))
+# two loader workers (the demo config has none): their seeding must resume exactly too
+train_dataloader = dict(batch_size=2, num_workers=2, dataset=dict(data_root=data_root))
 val_dataloader = dict(dataset=dict(data_root=data_root, indices=2))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file={osp.join(coco, 'annotations', 'instances_val.json')!r})
@@ -46,7 +47,8 @@ param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin
 _base_ = [{osp.join(ROOT, 'configs/demo/fpn_hire_t_demo_ade.py')!r}]
 crop_size = (96, 96)
 model = dict(data_preprocessor=dict(size=crop_size))
-train_dataloader = dict(batch_size=2, dataset=dict(data_root={ade!r}, pipeline=[
+train_dataloader = dict(batch_size=2, num_workers=2, persistent_workers=True,
+                        dataset=dict(data_root={ade!r}, pipeline=[
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='RandomResize', scale=(256, 128), ratio_range=(0.75, 1.25), keep_ratio=True),

@@ -265,3 +265,28 @@ def test_amp_bad_combinations_messages(demo_data, tmp_path):
         out = run(['tools/train.py', cfg, '--work-dir', str(tmp_path / f'w{i}'), *args])
         assert out.returncode == 1 and message in out.stderr, out.stderr[-3000:]
         assert 'Traceback' not in out.stderr
+
+
+def test_persistent_workers_without_workers_message(demo_data, tmp_path):
+    cfg = write_tiny_config(tmp_path, DEMO_CFG, demo_data)
+    out = run(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+               'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=True'])
+    assert out.returncode == 1 and 'Traceback' not in out.stderr, out.stderr[-3000:]
+    assert ('val_dataloader has persistent_workers=True but num_workers=0' in out.stderr
+            and 'val_dataloader.persistent_workers=False' in out.stderr)
+
+
+@pytest.mark.slow
+def test_demo_runs_both_tasks_end_to_end(tmp_path):
+    work = tmp_path / 'work'
+    out = run(['tools/demo.py', '--task', 'all', '--data-dir', str(tmp_path / 'data'),
+               '--work-dir', str(work), '--num-train', '4', '--num-val', '2', '--epochs', '1',
+               '--iters', '2'], timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for line in ('[demo] bbox mAP', '[demo] segm mAP', '[demo] mIoU'):
+        assert line in out.stdout
+    for task in ('det', 'seg'):
+        assert osp.getsize(work / task / 'demo_predictions.png') > 0
+    # a bad option is one line, not a traceback
+    bad = run(['tools/demo.py', '--epochs', '0'])
+    assert bad.returncode == 2 and '--epochs must be at least 1' in bad.stderr
