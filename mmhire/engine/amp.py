@@ -1,8 +1,9 @@
 """Mixed precision that also runs on CPUs: bf16 there, fp16 on GPUs.
 
-On a CPU with native bf16 instructions (AVX512-BF16 or AMX), oneDNN multiplies bf16 matrices
-faster than float32 ones (``tools/benchmark.py --amp`` puts bf16 rows next to the float32
-ones; figures in docs/speed.md). bf16 keeps float32's exponent range, so no
+On a CPU with native bf16 instructions (AVX512-BF16 or AMX), oneDNN can multiply bf16 matrices
+much faster than float32 ones, and bf16 activations take half the memory; whether a model gets
+faster depends on the CPU (``tools/benchmark.py --amp`` puts bf16 rows next to the float32
+ones; measured figures in docs/speed.md). bf16 keeps float32's exponent range, so no
 loss scaling is needed, but only 8 bits of mantissa: a box coordinate near 1000 px would land
 on an 8 px grid, and mmdet builds its anchors in the dtype of the head outputs. So on CPUs
 autocast covers the feature extractor, ``backbone`` and ``neck`` (where HireMLP models spend
