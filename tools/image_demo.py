@@ -13,7 +13,7 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 from mmengine.config import DictAction  # noqa: E402
 
-from mmhire.apis import list_images, predict_and_draw  # noqa: E402
+from mmhire.apis import amp_inference_line, list_images, predict_and_draw  # noqa: E402
 
 
 def main(argv=None):
@@ -38,9 +38,7 @@ def main(argv=None):
         if not osp.isfile(args.checkpoint):
             raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
         if args.amp and not args.device.startswith('cuda'):
-            from mmhire.engine import cpu_bf16_note
-            print(cpu_bf16_note() or '--amp: backbone and neck in bf16 autocast on this CPU; '
-                  'heads in float32')
+            print(amp_inference_line(args.device))
         written = predict_and_draw(images, args.config, args.checkpoint, args.out_dir,
                                    args.device, args.score_thr, args.cfg_options, args.fuse,
                                    args.amp)

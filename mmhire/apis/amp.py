@@ -41,10 +41,15 @@ def enable_amp_training(cfg) -> str:
     return _cpu_line('backbone and neck train')
 
 
+def amp_inference_line(device: str) -> str:
+    """The line that says what ``--amp`` does for inference on ``device``."""
+    if device.startswith('cuda'):
+        return '--amp: backbone and neck in fp16 autocast; heads in float32'
+    return _cpu_line('backbone and neck run')
+
+
 def enable_amp_testing(cfg) -> str:
     """Add :class:`~mmhire.engine.FeatureAutocastHook` (backbone and neck in fp16 on GPUs,
     bf16 on CPUs); returns the line that says what that does here."""
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='FeatureAutocastHook')]
-    if _on_gpu():
-        return '--amp: backbone and neck in fp16 autocast; heads in float32'
-    return _cpu_line('backbone and neck run')
+    return amp_inference_line('cuda' if _on_gpu() else 'cpu')
