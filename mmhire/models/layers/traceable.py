@@ -8,17 +8,15 @@ into the graph at the example's size), and the fast path adds into its output in
 
 Here the shift, the padding, the fold and their inverses are computed from the sizes as the
 recorder sees them (a ``SymInt`` under dynamo, a 0-d tensor under ``torch.jit.trace``), in
-one of two formulations with the same numbers:
+one of two ways with the same numbers:
 
 - *gather* (``torch.jit.trace``, both ONNX exporters, ``torch.export``): the source position of
   every row is index arithmetic (``arange``, ``remainder``), then one ``index_select``; ONNX
   ``Range``, ``Mod``, ``Gather``.
-- *slices* (``torch.compile``): the roll as two slices and a concatenation, the padding cut
-  from a strip of ``p - 1`` rows. torch 2.13's inductor miscompiles the scatter in the
-  gather's backward next to the channels-last layout it picks for convolutions (the compiled
-  training step writes out of bounds and the process aborts), and the slices' backward has no
-  scatter. ``torch.export`` cannot use the slices: their lengths involve ``shift mod length``,
-  which it cannot bound, so it refuses them.
+- *custom ops* (``torch.compile``): ``mmhire::shift_pad_fold`` and ``mmhire::unfold_crop_unshift``
+  (:mod:`~mmhire.models.layers.compile_ops`), opaque to inductor, which miscompiled or failed
+  on the index arithmetic written out in the graph (static and dynamic shapes; see there).
+  No custom op reaches an exported graph.
 
 Both give the numbers of the eager plain path (:mod:`~mmhire.models.layers.region_rearrange`):
 position ``r`` of the shifted, padded axis reads input position ``(r - shift) mod length``
@@ -28,6 +26,7 @@ the end), so pads larger than the map keep wrapping as they do there.
 import torch
 import torch.nn.functional as F
 
+from . import compile_ops
 from .region_rearrange import fold_regions, unfold_regions
 
 
@@ -36,58 +35,6 @@ def is_graph_capture() -> bool:
     ``torch.onnx.export(..., dynamo=False)``), ``torch.export`` (also inside the dynamo ONNX
     exporter) or ``torch.compile``."""
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
-
-
-def _slice(x: torch.Tensor, dim: int, start=None, stop=None) -> torch.Tensor:
-    """``x[..., start:stop]`` along ``dim`` (2 or 3), with bounds that may be symbolic."""
-    return x[:, :, start:stop] if dim == 2 else x[:, :, :, start:stop]
-
-
-def _roll(x: torch.Tensor, dim: int, shift: int) -> torch.Tensor:
-    """``torch.roll(x, shift, dim)`` for ``shift >= 0`` as two slices and a concatenation
-    (no ``Roll`` op, and a backward without scatters; see the module docstring)."""
-    if shift == 0:
-        return x
-    cut = x.shape[dim] - shift % x.shape[dim]
-    return torch.cat([_slice(x, dim, cut), _slice(x, dim, 0, cut)], dim=dim)
-
-
-def shift_pad_fold_slices(x: torch.Tensor, dim: int, region_size: int, shift: int,
-                          pad_mode: str) -> torch.Tensor:
-    """:func:`shift_pad_fold` as slices and concatenations.
-
-    The padding (``pad = Hp - H``, less than ``p``) is cut from a strip of ``p - 1`` positions
-    built without knowing ``pad``: for ``'circular'``, ``p - 1`` copies of the shifted map's
-    first ``min(H, p - 1)`` positions, which read ``shifted[j mod H]`` at position ``j`` even
-    when the pad is longer than the map; the last position repeated for ``'replicate'``;
-    zeros for ``'constant'``.
-    """
-    p = region_size
-    length = x.shape[dim]
-    x = _roll(x, dim, shift)
-    if p > 1:
-        pad = (length + p - 1) // p * p - length
-        if pad_mode == 'circular':
-            strip = torch.cat([_slice(x, dim, 0, p - 1)] * (p - 1), dim=dim)
-        elif pad_mode == 'replicate':
-            last = _slice(x, dim, -1)
-            strip = torch.cat([last] * (p - 1), dim=dim)
-        else:
-            strip = torch.zeros_like(_slice(x, dim, -1)).expand(
-                *((-1, -1, p - 1, -1) if dim == 2 else (-1, -1, -1, p - 1)))
-        x = torch.cat([x, _slice(strip, dim, 0, pad)], dim=dim)
-    return fold_regions(x, dim, p)
-
-
-def unfold_crop_unshift_slices(x: torch.Tensor, dim: int, length, region_size: int,
-                               shift: int) -> torch.Tensor:
-    """:func:`unfold_crop_unshift` as slices: keep the first ``length`` positions rolled back
-    by ``shift`` (one concatenation)."""
-    x = unfold_regions(x, dim, region_size)
-    if shift == 0:
-        return _slice(x, dim, 0, length)
-    cut = shift % length
-    return torch.cat([_slice(x, dim, cut, length), _slice(x, dim, 0, cut)], dim=dim)
 
 
 def _as_tensor(length, device) -> torch.Tensor:
@@ -139,10 +86,10 @@ def shift_pad_fold(x: torch.Tensor, dim: int, region_size: int, shift: int,
                    pad_mode: str) -> torch.Tensor:
     """Shift, pad and fold one axis: ``(B, C, H, W) -> (B, C * p, Hp / p, W)`` for ``dim=2``,
     ``(B, C * p, H, Wp / p)`` for ``dim=3``; channel ``c * p + i`` holds token ``i`` of each
-    region (the released order). Slices under ``torch.compile``, a gather otherwise (see the
-    module docstring)."""
+    region (the released order). A custom op under ``torch.compile``, a gather otherwise (see
+    the module docstring)."""
     if _compiling_not_exporting():
-        return shift_pad_fold_slices(x, dim, region_size, shift, pad_mode)
+        return compile_ops.shift_pad_fold(x, dim, region_size, shift, pad_mode)
     return shift_pad_fold_gather(x, dim, region_size, shift, pad_mode)
 
 
@@ -151,7 +98,7 @@ def unfold_crop_unshift(x: torch.Tensor, dim: int, length, region_size: int,
     """The inverse of :func:`shift_pad_fold` for a branch's output: unfold the regions, drop
     the padding, undo the shift."""
     if _compiling_not_exporting():
-        return unfold_crop_unshift_slices(x, dim, length, region_size, shift)
+        return compile_ops.unfold_crop_unshift(x, dim, length, region_size, shift)
     return unfold_crop_unshift_gather(x, dim, length, region_size, shift)
 
 

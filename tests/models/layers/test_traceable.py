@@ -1,22 +1,20 @@
-"""The traceable Hire path (what ONNX export, torch.export and torch.compile record) equals the
-plain path: outputs and gradients, every pad mode, shift and region size, maps smaller than a
-region and pads larger than the map."""
+"""The traceable Hire path (what ONNX export, torch.export and torch.compile record; the gather
+and the custom ops) equals the plain path: outputs and gradients, every pad mode, shift and
+region size, maps smaller than a region and pads larger than the map."""
 import itertools
 
 import pytest
 import torch
 from numeric import assert_rel_close
 
-from mmhire.models.layers import HireModule
+from mmhire.models.layers import HireModule, compile_ops
 from mmhire.models.layers.region_rearrange import (crop_and_unshift, fold_regions,
                                                    shift_and_pad, unfold_regions)
 from mmhire.models.layers.traceable import (is_graph_capture, pad_to_min_size,
-                                            shift_pad_fold_gather, shift_pad_fold_slices,
-                                            unfold_crop_unshift_gather,
-                                            unfold_crop_unshift_slices)
+                                            shift_pad_fold_gather, unfold_crop_unshift_gather)
 
 FORMULATIONS = {'gather': (shift_pad_fold_gather, unfold_crop_unshift_gather),
-                'slices': (shift_pad_fold_slices, unfold_crop_unshift_slices)}
+                'custom_ops': (compile_ops.shift_pad_fold, compile_ops.unfold_crop_unshift)}
 
 CASES = list(itertools.product(['circular', 'constant', 'replicate'], [0, 1, 2, 3], [1, 2, 3, 4]))
 # (height, width): odd sizes, a 1x1 map, maps shorter than a region (pads larger than the map)
