@@ -251,6 +251,18 @@ def test_amp_train_test_and_draw_on_cpu(demo_data, tmp_path):
     assert len(os.listdir(tmp_path / 'png')) == 4
 
 
+@pytest.mark.slow
+def test_mmengine_compile_trains_and_evaluates(demo_data, tmp_path):
+    """``compile=True`` in a config: mmengine hands the detector's ``train_step`` to
+    torch.compile (dynamic shapes once the padded image size changes); it trains and evaluates."""
+    cfg = write_tiny_config(tmp_path, DEMO_CFG, demo_data)
+    out = run(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
+               'compile=True', 'train_cfg.val_interval=1'])
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert 'Model has been "compiled"' in log and 'coco/bbox_mAP' in log
+
+
 def test_amp_bad_combinations_messages(demo_data, tmp_path):
     import torch
     cfg = write_tiny_config(tmp_path, DEMO_CFG, demo_data)
