@@ -29,6 +29,9 @@ CLASSES = ('square', 'circle', 'triangle')
 PALETTE = [(220, 20, 60), (0, 130, 230), (250, 170, 30)]
 ADE_BACKGROUND_LABEL = 1  # ADE "wall"; shapes take CLASS index + 2
 MARKER = '.mmhire_demo.json'
+# Bumped whenever the drawing changes, so a folder made by an older version is not reused as if
+# it held today's images (version 2: checkerboard cells shrank to texture size).
+GENERATOR_VERSION = 2
 
 
 from mmhire.errors import DemoDataError  # noqa: E402,F401  (raised here; defined with the rest)
@@ -54,7 +57,9 @@ def random_background(rng, h, w):
         img = np.where(band[..., None], other, base)
     else:  # checkerboard
         other = rng.integers(30, 226, size=3).astype(np.float32)
-        cell = int(rng.integers(12, 40))
+        # Cells smaller than the smallest shape: cells the size of the squares are squares
+        # that the labels call background, and a detector rightly finds them.
+        cell = int(rng.integers(4, 11))
         yy, xx = np.mgrid[0:h, 0:w]
         img = np.where((((yy // cell) + (xx // cell)) % 2).astype(bool)[..., None], other, base)
     img = img + rng.normal(0, 8, size=(h, w, 3))
@@ -140,7 +145,8 @@ def _finish(out_dir, settings):
 
 def make_coco(out_dir, num_train=300, num_val=50, size=256, seed=0, overwrite=False):
     """Write the COCO-format instance segmentation demo set; returns ``out_dir``."""
-    settings = dict(kind='coco', num_train=num_train, num_val=num_val, size=size, seed=seed)
+    settings = dict(kind='coco', version=GENERATOR_VERSION, num_train=num_train,
+                    num_val=num_val, size=size, seed=seed)
     if _prepare(out_dir, settings, overwrite):
         return out_dir
     rng = np.random.default_rng(seed)
@@ -176,7 +182,8 @@ def make_coco(out_dir, num_train=300, num_val=50, size=256, seed=0, overwrite=Fa
 
 def make_ade(out_dir, num_train=200, num_val=40, size=256, seed=0, overwrite=False):
     """Write the ADE20K-layout semantic segmentation demo set; returns ``out_dir``."""
-    settings = dict(kind='ade', num_train=num_train, num_val=num_val, size=size, seed=seed)
+    settings = dict(kind='ade', version=GENERATOR_VERSION, num_train=num_train,
+                    num_val=num_val, size=size, seed=seed)
     if _prepare(out_dir, settings, overwrite):
         return out_dir
     rng = np.random.default_rng(seed + 1)
