@@ -16,6 +16,7 @@ For each task it
 5. prints the metrics and the time each step took.
 """
 import argparse
+import contextlib
 import os
 import os.path as osp
 import subprocess
@@ -45,13 +46,27 @@ def grid(paths, out_file, cols=2):
     cv2.imwrite(out_file, np.concatenate(rows, axis=0))
 
 
+@contextlib.contextmanager
+def demo_data_hint(kind, args):
+    """Turn the generator's refusal into the commands that fix it from this tool."""
+    from mmhire.errors import DemoDataError
+    try:
+        yield
+    except DemoDataError as e:
+        raise DemoDataError(
+            f'{e}.\nFrom tools/demo.py: remake it with `python -m mmhire.datasets.demo_data '
+            f'--kind {kind} --out {args.data_dir} --overwrite` (a folder made by an older mmhire '
+            f'holds older drawings), or give tools/demo.py another --data-dir') from None
+
+
 def make_data(task, args):
     """The demo set of ``task``; returns its folder and the config options that point at it."""
     from mmhire.datasets.demo_data import make_ade, make_coco
     sizes = {k: v for k, v in (('num_train', args.num_train), ('num_val', args.num_val)) if v}
     if task == 'det':
         root = osp.join(args.data_dir, 'demo_coco')
-        make_coco(root, seed=args.seed, **sizes)
+        with demo_data_hint('coco', args):
+            make_coco(root, seed=args.seed, **sizes)
         ann_val = f'{root}/annotations/instances_val.json'
         options = {f'{split}_dataloader.dataset.data_root': f'{root}/'
                    for split in ('train', 'val', 'test')}
@@ -61,7 +76,8 @@ def make_data(task, args):
         val_images = osp.join(root, 'val')
     else:
         root = osp.join(args.data_dir, 'demo_ade')
-        make_ade(root, seed=args.seed, **sizes)
+        with demo_data_hint('ade', args):
+            make_ade(root, seed=args.seed, **sizes)
         options = {f'{split}_dataloader.dataset.data_root': root
                    for split in ('train', 'val', 'test')}
         if args.iters:

@@ -302,3 +302,22 @@ def test_demo_runs_both_tasks_end_to_end(tmp_path):
     # a bad option is one line, not a traceback
     bad = run(['tools/demo.py', '--epochs', '0'])
     assert bad.returncode == 2 and '--epochs must be at least 1' in bad.stderr
+
+
+def test_demo_refuses_data_from_an_older_generator(tmp_path):
+    """A demo folder from an older mmhire stays as it is; the error says how to remake it."""
+    import json
+    from mmhire.datasets.demo_data import MARKER
+    old = tmp_path / 'data' / 'demo_coco'
+    old.mkdir(parents=True)
+    settings = dict(kind='coco', num_train=300, num_val=50, size=256, seed=0)  # no version
+    (old / MARKER).write_text(json.dumps(settings))
+    (old / 'keep.txt').write_text('mine')
+    out = run(['tools/demo.py', '--data-dir', str(tmp_path / 'data'),
+               '--work-dir', str(tmp_path / 'work')])
+    assert out.returncode == 1
+    assert 'Traceback' not in out.stderr
+    assert 'other settings' in out.stderr
+    assert f'--kind coco --out {tmp_path / "data"} --overwrite' in out.stderr
+    assert (old / 'keep.txt').read_text() == 'mine'
+    assert json.loads((old / MARKER).read_text()) == settings
