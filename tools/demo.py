@@ -48,11 +48,15 @@ def grid(paths, out_file, cols=2):
 
 @contextlib.contextmanager
 def demo_data_hint(kind, args):
-    """Turn the generator's refusal into the commands that fix it from this tool."""
+    """Add the remake command to the generator's refusal of its own folder made with other
+    settings; a folder it did not write gets no such hint (``--overwrite`` never touches it)."""
+    from mmhire.datasets.demo_data import MARKER
     from mmhire.errors import DemoDataError
     try:
         yield
     except DemoDataError as e:
+        if not osp.isfile(osp.join(args.data_dir, f'demo_{kind}', MARKER)):
+            raise
         raise DemoDataError(
             f'{e}.\nFrom tools/demo.py: remake it with `python -m mmhire.datasets.demo_data '
             f'--kind {kind} --out {args.data_dir} --overwrite` (a folder made by an older mmhire '

@@ -321,3 +321,14 @@ def test_demo_refuses_data_from_an_older_generator(tmp_path):
     assert f'--kind coco --out {tmp_path / "data"} --overwrite' in out.stderr
     assert (old / 'keep.txt').read_text() == 'mine'
     assert json.loads((old / MARKER).read_text()) == settings
+
+
+def test_demo_offers_no_overwrite_for_a_folder_it_did_not_write(tmp_path):
+    foreign = tmp_path / 'data' / 'demo_coco'
+    foreign.mkdir(parents=True)
+    (foreign / 'mine.txt').write_text('mine')
+    out = run(['tools/demo.py', '--data-dir', str(tmp_path / 'data'),
+               '--work-dir', str(tmp_path / 'work')])
+    assert out.returncode == 1 and 'Traceback' not in out.stderr
+    assert 'was not written by this tool' in out.stderr and 'remake it' not in out.stderr
+    assert (foreign / 'mine.txt').read_text() == 'mine'
