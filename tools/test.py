@@ -32,8 +32,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmhire.apis import (check_checkpoint_file, check_datasets, enable_amp_testing, evaluate,
-                             load_config)
+    from mmhire.apis import (check_checkpoint_file, check_datasets, close_process_group,
+                             enable_amp_testing, evaluate, load_config)
     from mmhire.errors import MMHireError
     try:
         cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
@@ -44,10 +44,12 @@ def main(argv=None):
     except (MMHireError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     try:  # a bad option, backbone argument, input or checkpoint: say which
-        return evaluate(cfg, args.checkpoint, args.out, args.show, args.show_dir,
-                        args.wait_time, args.fuse)
+        metrics = evaluate(cfg, args.checkpoint, args.out, args.show, args.show_dir,
+                           args.wait_time, args.fuse)
     except MMHireError as e:
         sys.exit(f'error: {e}')
+    close_process_group()
+    return metrics
 
 
 if __name__ == '__main__':

@@ -33,7 +33,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from mmhire.apis import (check_datasets, check_optim_wrapper, check_pretrained,
-                             check_work_dir_is_free, enable_amp_training, load_config)
+                             check_work_dir_is_free, close_process_group, enable_amp_training,
+                             load_config)
     from mmhire.errors import MMHireError
     try:
         cfg = load_config(args.config, args.cfg_options, args.work_dir, args.launcher)
@@ -67,6 +68,8 @@ def main(argv=None):
         runner.train()
     except MMHireError as e:  # a bad backbone argument, input or checkpoint: say which
         sys.exit(f'error: {e}')
+    del runner  # its DDP model holds the process group, which must close first
+    close_process_group()
 
 
 if __name__ == '__main__':
