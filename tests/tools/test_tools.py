@@ -150,7 +150,7 @@ def test_segmentation_train_test_and_draw(demo_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_dist_train_two_processes_on_cpu(demo_data, tmp_path):
+def test_dist_train_and_test_two_processes_on_cpu(demo_data, tmp_path):
     work = str(tmp_path / 'work')
     env = dict(os.environ, PYTHON=sys.executable, PORT='29517', PYTHONWARNINGS='ignore',
                OMP_NUM_THREADS='1')
@@ -163,6 +163,13 @@ def test_dist_train_two_processes_on_cpu(demo_data, tmp_path):
     # 4 images, 2 per process per step, 2 processes: one iteration per epoch
     assert 'Epoch(train) [1][1/1]' in logs
     assert osp.isfile(osp.join(work, 'epoch_1.pth'))
+    # and dist_test.sh evaluates the checkpoint on two processes (2 val images, one each)
+    out = subprocess.run(['bash', 'tools/dist_test.sh', cfg, osp.join(work, 'epoch_1.pth'), '2',
+                          '--work-dir', str(tmp_path / 'test')],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert 'Epoch(test) [1/1]' in out.stdout + out.stderr
+    assert 'coco/bbox_mAP' in out.stdout + out.stderr
 
 
 def test_missing_dataset_message(tmp_path):
