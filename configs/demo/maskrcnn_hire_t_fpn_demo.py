@@ -40,15 +40,16 @@ model = dict(
         rpn_proposal=dict(nms_pre=1000, max_per_img=500),
         # Positives from IoU 0.6 (not 0.5): a loose box around a square or a circle looks like
         # a triangle's box, so boxes that loose are background. Of the 64 RoIs per image up to
-        # half are positive (more shifted views of each shape), spread over the shapes; the
-        # negatives are drawn evenly from three IoU bands (Libra R-CNN's sampler) instead of
-        # at random, so the near misses around shapes, where the wrong-class boxes came from,
-        # are not outnumbered by empty background.
+        # half are positive (more shifted views of each shape); the negatives are drawn evenly
+        # from three IoU bands (Libra R-CNN's sampler) instead of at random, so the near misses
+        # around shapes, where the wrong-class boxes came from, are not outnumbered by empty
+        # background. (Not mmdet 3.3's InstanceBalancedPosSampler: it makes a Python set of
+        # 0-d tensors, which neither removes the already sampled ones nor keeps an order from
+        # run to run, so training stopped being repeatable.)
         rcnn=dict(assigner=dict(pos_iou_thr=0.6, neg_iou_thr=0.6, min_pos_iou=0.6),
                   sampler=dict(
                       _delete_=True, type='CombinedSampler', num=64, pos_fraction=0.5,
-                      add_gt_as_proposals=True,
-                      pos_sampler=dict(type='InstanceBalancedPosSampler'),
+                      add_gt_as_proposals=True, pos_sampler=dict(type='RandomSampler'),
                       neg_sampler=dict(type='IoUBalancedNegSampler', floor_thr=-1,
                                        floor_fraction=0, num_bins=3)))))
 
