@@ -43,14 +43,17 @@ model = dict(
         # half are positive (more shifted views of each shape); the negatives are drawn evenly
         # from three IoU bands (Libra R-CNN's sampler) instead of at random, so the near misses
         # around shapes, where the wrong-class boxes came from, are not outnumbered by empty
-        # background. (Not mmdet 3.3's InstanceBalancedPosSampler: it makes a Python set of
-        # 0-d tensors, which neither removes the already sampled ones nor keeps an order from
-        # run to run, so training stopped being repeatable.)
+        # background. Two mmdet 3.3 traps kept out, both of which broke repeatable training:
+        # InstanceBalancedPosSampler makes a Python set of 0-d tensors (it removes nothing and
+        # its order changes from run to run), and IoUBalancedNegSampler with floor_thr=-1 sets
+        # its own floor_thr to 0 after the first call, so a resumed run's first call differed
+        # from the uninterrupted run's. floor_thr=0 is that steady state from the start (IoU-0
+        # negatives only fill up when the bands run short, as floor_fraction is 0).
         rcnn=dict(assigner=dict(pos_iou_thr=0.6, neg_iou_thr=0.6, min_pos_iou=0.6),
                   sampler=dict(
                       _delete_=True, type='CombinedSampler', num=64, pos_fraction=0.5,
                       add_gt_as_proposals=True, pos_sampler=dict(type='RandomSampler'),
-                      neg_sampler=dict(type='IoUBalancedNegSampler', floor_thr=-1,
+                      neg_sampler=dict(type='IoUBalancedNegSampler', floor_thr=0,
                                        floor_fraction=0, num_bins=3)))))
 
 train_pipeline = [
