@@ -1,15 +1,13 @@
 """tools/train.py and tools/test.py close their process group after a successful run."""
 import os
-import os.path as osp
 import subprocess
 import sys
 
 import pytest
 import torch.distributed as dist
+from config_helpers import ROOT
 
 from mmhire.apis import close_process_group
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # What the tools do at the end of a multi-process run: DDP steps, a metric all-reduce, then the
 # runner (with its DDP model) dropped and the group closed.
