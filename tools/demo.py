@@ -11,7 +11,9 @@ For each task it
    configs/demo/maskrcnn_hire_t_fpn_demo.py; segmentation: Semantic FPN + HireMLP-T,
    configs/demo/fpn_hire_t_demo_ade.py) with tools/train.py in a new work dir
    (work_dirs/demo/<time>/<task>; nothing earlier is touched),
-3. evaluates the final checkpoint (COCO bbox / segm mAP, or mIoU),
+3. evaluates the final checkpoint (COCO bbox / segm mAP, or mIoU); for detection it also counts,
+   per val shape, what the boxes at the drawing threshold do (found with the right class, a box
+   of another class or a second box on it: what the picture shows, which mAP barely weighs),
 4. draws the predictions on a few val images into <work dir>/demo_predictions.png,
 5. prints the metrics and the time each step took.
 """
@@ -92,6 +94,27 @@ def make_data(task, args):
     return val_images, options
 
 
+def free_name(path):
+    """``path``, or ``stem_2.ext``, ``stem_3.ext``, ... if taken: nothing earlier is replaced."""
+    stem, ext = osp.splitext(path)
+    n = 1
+    while osp.exists(path):
+        n += 1
+        path = f'{stem}_{n}{ext}'
+    return path
+
+
+def count_shapes(cfg, results_file, score_thr):
+    """Per val shape, what the drawn boxes do (found, a wrong-class or second box on it)."""
+    import pickle
+    from mmhire.analysis import count_box_errors
+    with open(results_file, 'rb') as f:
+        results = pickle.load(f)
+    dataset = cfg.test_dataloader.dataset
+    return count_box_errors(results, osp.join(dataset.data_root, dataset.ann_file),
+                            classes=dataset.metainfo['classes'], score_thr=score_thr)
+
+
 def run_task(task, args, work_dir):
     """Train, evaluate and draw one task; returns (metrics, picture, timings)."""
     from mmhire.apis import evaluate, load_config, predict_and_draw
@@ -111,7 +134,13 @@ def run_task(task, args, work_dir):
 
     print(f'[demo] evaluating {checkpoint}', flush=True)
     t = time.time()
-    metrics = evaluate(load_config(config, options, osp.join(work_dir, 'test')), checkpoint)
+    cfg = load_config(config, options, osp.join(work_dir, 'test'))
+    if task == 'det':
+        results_file = free_name(osp.join(work_dir, 'val_predictions.pkl'))
+        metrics = evaluate(cfg, checkpoint, out=results_file)
+        metrics['shapes'] = count_shapes(cfg, results_file, args.score_thr)
+    else:
+        metrics = evaluate(cfg, checkpoint)
     timings['evaluate'] = time.time() - t
 
     t = time.time()
@@ -125,13 +154,15 @@ def run_task(task, args, work_dir):
     return metrics, picture, timings
 
 
-def report(task, metrics, picture, timings, checkpoint_dir):
+def report(task, metrics, picture, timings, checkpoint_dir, args):
+    from mmhire.analysis import format_box_errors
     if task == 'det':
         print('\n[demo] Mask R-CNN + HireMLP-T, trained from scratch on the demo shapes set')
         for kind in ('bbox', 'segm'):
             print(f"[demo] {kind} mAP {metrics[f'coco/{kind}_mAP']:.3f}   "
                   f"mAP@0.5 {metrics[f'coco/{kind}_mAP_50']:.3f}   "
                   f"mAP@0.75 {metrics[f'coco/{kind}_mAP_75']:.3f}")
+        print(f"[demo] val shapes {format_box_errors(metrics['shapes'], args.score_thr)}")
     else:
         print('\n[demo] Semantic FPN + HireMLP-T, trained from scratch on the demo ADE set')
         print(f"[demo] mIoU {metrics['mIoU']:.2f}   mAcc {metrics['mAcc']:.2f}   "
@@ -183,7 +214,7 @@ def main(argv=None):
         except subprocess.CalledProcessError:
             sys.exit(f'error: training the {task} demo failed (its message is above)')
     for task, (metrics, picture, timings) in results.items():
-        report(task, metrics, picture, timings, osp.join(work_dir, task))
+        report(task, metrics, picture, timings, osp.join(work_dir, task), args)
     return {task: r[0] for task, r in results.items()}
 
 

@@ -302,8 +302,11 @@ def test_demo_runs_both_tasks_end_to_end(tmp_path):
                '--work-dir', str(work), '--num-train', '4', '--num-val', '2', '--epochs', '1',
                '--iters', '2'], timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    for line in ('[demo] bbox mAP', '[demo] segm mAP', '[demo] mIoU'):
+    for line in ('[demo] bbox mAP', '[demo] segm mAP', '[demo] mIoU',
+                 '[demo] val shapes at score >= 0.5:'):
         assert line in out.stdout
+    # the per-shape count reads the val predictions the evaluation saved
+    assert osp.getsize(work / 'det' / 'val_predictions.pkl') > 0
     for task in ('det', 'seg'):
         assert osp.getsize(work / task / 'demo_predictions.png') > 0
     # a bad option is one line, not a traceback
