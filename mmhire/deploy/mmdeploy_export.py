@@ -14,6 +14,7 @@ import os.path as osp
 
 import numpy as np
 
+from mmhire.analysis.box_errors import box_iou
 from mmhire.errors import DeployError
 
 from .onnx_export import INSTALL_HINT, onnx_op_types
@@ -108,7 +109,7 @@ def _compare_detections(torch_result, onnx_result, iou_match=0.9):
         if not len(same):
             unmatched += 1
             continue
-        ious = _iou(boxes_a[i], boxes_b[same])
+        ious = box_iou(boxes_a[i:i + 1], boxes_b[same])[0]
         j = same[int(ious.argmax())]
         if ious.max() < iou_match:
             unmatched += 1
@@ -137,18 +138,6 @@ def _compare_segmentation(pytorch_model, onnx_file, batch, ours, theirs):
     return dict(network_equal=float(1 - differ.mean()),
                 max_margin_where_different=float(margin[differ].max()) if differ.any() else 0.,
                 image_equal=float((a == b).mean()) if a.shape == b.shape else 0.)
-
-
-def _iou(box, boxes):
-    lt = np.maximum(box[:2], boxes[:, :2])
-    rb = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(1)
-    return inter / np.maximum(_area(box) + _area(boxes) - inter, 1e-9)
-
-
-def _area(boxes):
-    return np.clip(boxes[..., 2] - boxes[..., 0], 0, None) * np.clip(
-        boxes[..., 3] - boxes[..., 1], 0, None)
 
 
 def deploy_model(config, checkpoint, out_dir, image=None, shape=(320, 480), check_shapes=(),
