@@ -69,6 +69,7 @@ def test_a_clean_picture(tmp_path):
     # A lower threshold lets image 2's low-score square box in: now a wrong-class box.
     c = count_box_errors(results, ann, classes=CLASSES, score_thr=0.25)
     assert (c['wrong_class'], c['clean_images']) == (1, 2)
+    assert format_box_errors(c).startswith('at score >= 0.25: 4/4 objects found')
 
 
 def test_default_classes_follow_category_ids(tmp_path):

@@ -154,7 +154,7 @@ def run_task(task, args, work_dir):
     return metrics, picture, timings
 
 
-def report(task, metrics, picture, timings, checkpoint_dir, args):
+def report(task, metrics, picture, timings, checkpoint_dir):
     from mmhire.analysis import format_box_errors
     if task == 'det':
         print('\n[demo] Mask R-CNN + HireMLP-T, trained from scratch on the demo shapes set')
@@ -162,7 +162,7 @@ def report(task, metrics, picture, timings, checkpoint_dir, args):
             print(f"[demo] {kind} mAP {metrics[f'coco/{kind}_mAP']:.3f}   "
                   f"mAP@0.5 {metrics[f'coco/{kind}_mAP_50']:.3f}   "
                   f"mAP@0.75 {metrics[f'coco/{kind}_mAP_75']:.3f}")
-        print(f"[demo] val shapes {format_box_errors(metrics['shapes'], args.score_thr)}")
+        print(f"[demo] val shapes {format_box_errors(metrics['shapes'])}")
     else:
         print('\n[demo] Semantic FPN + HireMLP-T, trained from scratch on the demo ADE set')
         print(f"[demo] mIoU {metrics['mIoU']:.2f}   mAcc {metrics['mAcc']:.2f}   "
@@ -214,7 +214,7 @@ def main(argv=None):
         except subprocess.CalledProcessError:
             sys.exit(f'error: training the {task} demo failed (its message is above)')
     for task, (metrics, picture, timings) in results.items():
-        report(task, metrics, picture, timings, osp.join(work_dir, task), args)
+        report(task, metrics, picture, timings, osp.join(work_dir, task))
     return {task: r[0] for task, r in results.items()}
 
 

@@ -39,11 +39,11 @@ def count_box_errors(results, ann_file, classes=None, score_thr=0.5, match_iou=0
         touch_iou (float): A box of another class with at least this IoU sits on the object.
 
     Returns:
-        dict: ``objects``, ``found``, ``wrong_class`` (objects with a box of another class on
-        them), ``duplicate`` (objects with two or more boxes of their own class), ``stray``
-        (boxes touching no object), ``images``, ``clean_images`` (every object found, none with a
-        wrong-class or duplicate box, no stray box) and ``confusions`` (a Counter of
-        (object class, wrong box class) names).
+        dict: ``score_thr``, ``objects``, ``found``, ``wrong_class`` (objects with a box of
+        another class on them), ``duplicate`` (objects with two or more boxes of their own
+        class), ``stray`` (boxes touching no object), ``images``, ``clean_images`` (every object
+        found, none with a wrong-class or duplicate box, no stray box) and ``confusions`` (a
+        Counter of (object class, wrong box class) names).
     """
     with open(ann_file) as f:
         coco = json.load(f)
@@ -90,15 +90,15 @@ def count_box_errors(results, ann_file, classes=None, score_thr=0.5, match_iou=0
         stray = int((iou < touch_iou).all(0).sum()) if len(objects) else len(boxes)
         counts['stray'] += stray
         counts['clean_images'] += clean and not stray
-    return dict(objects=sum(len(o) for o in objects_of.values()), found=counts['found'],
-                wrong_class=counts['wrong_class'], duplicate=counts['duplicate'],
-                stray=counts['stray'], images=len(objects_of),
+    return dict(score_thr=score_thr, objects=sum(len(o) for o in objects_of.values()),
+                found=counts['found'], wrong_class=counts['wrong_class'],
+                duplicate=counts['duplicate'], stray=counts['stray'], images=len(objects_of),
                 clean_images=counts['clean_images'], confusions=confusions)
 
 
-def format_box_errors(c, score_thr=0.5):
+def format_box_errors(c):
     """One line for people: the counts of :func:`count_box_errors`."""
-    return (f"at score >= {score_thr:g}: {c['found']}/{c['objects']} objects found with the "
+    return (f"at score >= {c['score_thr']:g}: {c['found']}/{c['objects']} objects found with the "
             f"right class, {c['wrong_class']} also carry a box of another class, "
             f"{c['duplicate']} a second box of their own class, {c['stray']} boxes on no object; "
             f"{c['clean_images']}/{c['images']} images with exactly one right box per object")
