@@ -78,7 +78,7 @@ def make_data(task, args):
                    for split in ('train', 'val', 'test')}
         options.update({'val_evaluator.ann_file': ann_val, 'test_evaluator.ann_file': ann_val})
         if args.epochs:
-            options['train_cfg.max_epochs'] = args.epochs
+            options.update(schedule_options(CONFIGS[task], 'max_epochs', args.epochs))
         val_images = osp.join(root, 'val')
     else:
         root = osp.join(args.data_dir, 'demo_ade')
@@ -87,11 +87,36 @@ def make_data(task, args):
         options = {f'{split}_dataloader.dataset.data_root': root
                    for split in ('train', 'val', 'test')}
         if args.iters:
-            options['train_cfg.max_iters'] = args.iters
+            options.update(schedule_options(CONFIGS[task], 'max_iters', args.iters))
         val_images = osp.join(root, 'images', 'validation')
     options['train_cfg.val_begin'] = 10**6  # evaluated once, after training (not twice)
     options.update(args.cfg_options or {})
     return val_images, options
+
+
+def schedule_options(config, key, length):
+    """Config options that make ``config`` train for ``length`` epochs or iterations.
+
+    The learning-rate schedules and the checkpoint interval that end where the training does
+    (``train_cfg[key]``) end at ``length`` too, so that a longer run still anneals and a shorter
+    one still ends at a low rate and saves its checkpoint.
+    """
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    old = cfg.train_cfg[key]
+    options = {f'train_cfg.{key}': length}
+    if cfg.train_cfg.get('val_interval') == old:
+        options['train_cfg.val_interval'] = length
+    if cfg.default_hooks.get('checkpoint', {}).get('interval') == old:
+        options['default_hooks.checkpoint.interval'] = length
+    by_epoch = key == 'max_epochs'
+    for i, scheduler in enumerate(cfg.get('param_scheduler') or []):
+        if scheduler.get('by_epoch', True) != by_epoch:  # a warm-up counted in iterations
+            continue
+        for name in ('end', 'T_max'):
+            if scheduler.get(name) == old:
+                options[f'param_scheduler.{i}.{name}'] = length
+    return options
 
 
 def free_name(path):

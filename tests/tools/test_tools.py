@@ -344,3 +344,27 @@ def test_demo_offers_no_overwrite_for_a_folder_it_did_not_write(tmp_path):
     assert out.returncode == 1 and 'Traceback' not in out.stderr
     assert 'was not written by this tool' in out.stderr and 'remake it' not in out.stderr
     assert (foreign / 'mine.txt').read_text() == 'mine'
+
+
+@pytest.mark.parametrize('config,key,length', [(DEMO_CFG, 'max_epochs', 3),
+                                               (SEG_DEMO_CFG, 'max_iters', 50)])
+def test_demo_schedule_follows_epochs_and_iters(config, key, length):
+    """--epochs / --iters move the end of the learning-rate schedule and the last checkpoint too."""
+    import importlib.util
+    from mmengine.config import Config
+    spec = importlib.util.spec_from_file_location('demo_tool', osp.join(ROOT, 'tools', 'demo.py'))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    old = cfg.train_cfg[key]
+    cfg.merge_from_dict(demo.schedule_options(osp.join(ROOT, config), key, length))
+    assert cfg.train_cfg[key] == length
+    assert cfg.default_hooks.checkpoint.interval == length
+    by_epoch = key == 'max_epochs'
+    main = [s for s in cfg.param_scheduler if s.get('by_epoch', True) == by_epoch]
+    assert main and all(s.end == length for s in main)
+    assert all(s.get('T_max', length) == length for s in main)
+    # a warm-up counted in iterations keeps its length
+    assert all(s.end != old for s in cfg.param_scheduler if s.get('by_epoch', True) != by_epoch)
+    if by_epoch:
+        assert [s.end for s in cfg.param_scheduler if not s.get('by_epoch', True)] == [50]
