@@ -12,11 +12,38 @@ def _version(module_name):
         return f'not importable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""})'
 
 
+def _cpuinfo():
+    """Model name and flags of the first processor in /proc/cpuinfo (Linux); empty elsewhere."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            text = f.read()
+    except OSError:
+        return '', set()
+    fields = dict(line.split(':', 1) for line in text.split('\n\n')[0].splitlines()
+                  if ':' in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    return fields.get('model name', ''), set(fields.get('flags', '').split())
+
+
+def cpu_description() -> str:
+    """One line naming the CPU, its widest vector unit and its cores, e.g. ``AMD EPYC, AVX2
+    (no AVX-512), 2 cores``: float results near a tie, and every timing, depend on it."""
+    name, flags = _cpuinfo()
+    name = name or platform.processor() or platform.machine()
+    if 'avx512f' in flags:
+        vector = 'AVX-512' + (' with bf16' if 'avx512_bf16' in flags else '')
+    elif 'avx2' in flags:
+        vector = 'AVX2 (no AVX-512)'
+    else:
+        vector = 'no AVX2' if flags else 'vector unit unknown'
+    return f'{name}, {vector}, {os.cpu_count()} cores'
+
+
 def collect_env() -> dict:
     info = {
         'Python': sys.version.replace('\n', ' '),
         'Platform': platform.platform(),
-        'CPU': f'{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores',
+        'CPU': cpu_description(),
     }
     try:
         import torch

@@ -36,11 +36,24 @@ def save_code_running_checkpoint(path, marker, layout):
     torch.save(dict(layout, payload=RunsCode()), path)
 
 
+def suite_threads():
+    """2 threads, or the cores shared out among pytest-xdist's workers (``-n``)."""
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+    return max(1, min(2, (os.cpu_count() or 2) // workers))
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(suite_threads())
     yield
+
+
+def pytest_report_header(config):
+    """The CPU first: near-ties and every duration in the report depend on it."""
+    from mmhire.env import cpu_description
+    return [f'cpu: {cpu_description()}; torch {torch.__version__} kernels '
+            f'{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads']
 
 
 def pytest_configure(config):

@@ -31,3 +31,17 @@ def test_every_exception_is_an_mmhire_error_defined_in_errors():
             if issubclass(cls, BaseException) and cls.__module__.startswith('mmhire'):
                 assert cls.__module__ == 'mmhire.errors', (info.name, cls)
                 assert issubclass(cls, errors.MMHireError), cls
+
+
+def test_cpu_description_names_the_vector_unit(monkeypatch):
+    """The line the test run and the benchmarks start with: AVX-512 and AVX2 machines round
+    (and run) differently, so every figure says which it came from."""
+    from mmhire import env
+    for flags, vector in [('fpu avx2 avx512f avx512_bf16', 'AVX-512 with bf16'),
+                          ('fpu avx2 avx512f', 'AVX-512,'), ('fpu avx avx2', 'AVX2 (no AVX-512)'),
+                          ('fpu sse4_2', 'no AVX2')]:
+        monkeypatch.setattr(env, '_cpuinfo', lambda f=flags: ('Some CPU', set(f.split())))
+        line = env.cpu_description()
+        assert line.startswith('Some CPU, ') and vector in line and line.endswith(' cores'), line
+    monkeypatch.setattr(env, '_cpuinfo', lambda: ('', set()))  # no /proc/cpuinfo
+    assert 'vector unit unknown' in env.cpu_description()

@@ -22,6 +22,7 @@ from mmhire.analysis.speed import (COMPILE_MODELS, COMPILED, INFERENCE_ONLY, MOD
                                    Job, add_run_args, add_timing_args, amp_dtype_name,
                                    check_args, complexity, label, matmul_rate, rounds_note,
                                    run_jobs)
+from mmhire.env import cpu_description  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -65,7 +66,8 @@ def main(argv=None):
                for r in run_jobs(jobs, args.rounds, args.allocator)}
     rate = max(rate, matmul_rate(args.threads, args.device))
     amp_note = f', autocast rows in {amp_dtype_name(args.device)}' if args.amp else ''
-    print(f'\nBackbones at {args.batch}x3x{shape[0]}x{shape[1]}, {args.threads} threads, '
+    print(f'\nCPU: {cpu_description()}')
+    print(f'Backbones at {args.batch}x3x{shape[0]}x{shape[1]}, {args.threads} threads, '
           f'{args.device}{amp_note}, median of {args.repeats} after {args.warmup} '
           f'warm-up{rounds_note(args)}; allocator {args.allocator}; '
           f'float32 matmul rate {rate / 1e9:.1f} GFLOP/s\n')

@@ -60,7 +60,9 @@ def main(argv=None):
     torch.manual_seed(0)
     blocks = stage_blocks('s')
     sizes = HireMLP.stage_sizes(*args.size)
-    print(f'\nHire modules of HireMLP-S at {args.size[0]}x{args.size[1]} input, batch '
+    from mmhire.env import cpu_description
+    print(f'\nCPU: {cpu_description()}')
+    print(f'Hire modules of HireMLP-S at {args.size[0]}x{args.size[1]} input, batch '
           f'{args.batch}, {args.threads} threads, forward + backward, median of {args.repeats} '
           f'after {args.warmup} warm-up, fast and plain interleaved\n')
     print('| stage | map | C | region | shift | fast (ms) | plain (ms) | plain / fast |')

@@ -32,7 +32,9 @@ def main(argv=None):
                 args.device, args.amp) for size in sizes for m in args.models]
     results = run_jobs(jobs, args.rounds, args.allocator)
     table = {(r['job'].model, r['job'].shape): r for r in results}
-    print(f'\nInference latency (ms) / peak memory (MB), batch {args.batch}, {args.threads} '
+    from mmhire.env import cpu_description
+    print(f'\nCPU: {cpu_description()}')
+    print(f'Inference latency (ms) / peak memory (MB), batch {args.batch}, {args.threads} '
           f'threads, {args.device}, median of {args.repeats}{rounds_note(args)}; '
           f'allocator {args.allocator}\n')
     labels = [label(m, args.amp, args.device) for m in args.models]

@@ -58,8 +58,10 @@ def parse_args(argv=None):
     md.add_argument('--out-dir', required=True, help='a new or empty folder for the ONNX file')
     md.add_argument('--image', help='image to export with and compare on (default: a synthetic '
                                     'one drawn by the demo generator)')
-    md.add_argument('--shape', type=int, nargs=2, default=(320, 480), metavar=('H', 'W'),
-                    help='size of the synthetic image (default 320 480)')
+    # 320x512 resizes to 800x1280 under mmdet's 1333x800 test scale: no padding, so the
+    # exported graph's box clipping (at the padded input) matches PyTorch's (at the image)
+    md.add_argument('--shape', type=int, nargs=2, default=(320, 512), metavar=('H', 'W'),
+                    help='size of the synthetic image (default 320 512)')
     md.add_argument('--check-shape', type=int, nargs=2, action='append', metavar=('H', 'W'),
                     help='also run synthetic images of these sizes (repeatable)')
     return parser.parse_args(argv)
@@ -107,9 +109,15 @@ def export_backbone(args):
 
 
 def export_model(args):
-    from mmhire.deploy.mmdeploy_export import deploy_model
-    deploy_model(args.config, args.checkpoint, args.out_dir, image=args.image,
-                 shape=tuple(args.shape), check_shapes=[tuple(s) for s in args.check_shape or []])
+    from mmhire.deploy.mmdeploy_export import deploy_model, real_differences
+    from mmhire.errors import DeployError
+    result = deploy_model(args.config, args.checkpoint, args.out_dir, image=args.image,
+                          shape=tuple(args.shape),
+                          check_shapes=[tuple(s) for s in args.check_shape or []])
+    differences = real_differences(result)
+    if differences:  # never leave a silently wrong file behind a zero exit code
+        raise DeployError(f"{result['onnx']} does not give PyTorch's results (beyond "
+                          'near-ties):\n' + '\n'.join(differences))
 
 
 def main(argv=None):

@@ -14,9 +14,9 @@ import os.path as osp
 
 import numpy as np
 
-from mmhire.analysis.box_errors import box_iou
 from mmhire.errors import DeployError
 
+from .detection_match import format_unexplained, match_detections
 from .onnx_export import INSTALL_HINT, onnx_op_types
 
 _ONNX = dict(type='onnx', export_params=True, keep_initializers_as_inputs=False,
@@ -83,6 +83,8 @@ def _prepare_mmdeploy():
     compat.mmdeploy_export_uses_torchscript()
     compat.restore_onnx_cast_long()
     compat.mmdeploy_exact_adaptive_pool()
+    from .rpn_nms import register_rpn_per_level_nms
+    register_rpn_per_level_nms()
 
 
 def _synthetic_image(shape, seed):
@@ -98,25 +100,15 @@ def _check_out_dir(out_dir):
     os.makedirs(out_dir, exist_ok=True)
 
 
-def _compare_detections(torch_result, onnx_result, iou_match=0.9):
-    """Per PyTorch detection, the ONNX detection of the same label it overlaps most; returns
-    (count pytorch, count onnx, unmatched, max |score diff|, max |box diff| in pixels)."""
-    a, b = torch_result.pred_instances, onnx_result.pred_instances
-    boxes_a, boxes_b = a.bboxes.numpy(), b.bboxes.numpy()
-    unmatched, score_diff, box_diff = 0, 0., 0.
-    for i in range(len(boxes_a)):
-        same = np.nonzero(b.labels.numpy() == int(a.labels[i]))[0]
-        if not len(same):
-            unmatched += 1
-            continue
-        ious = box_iou(boxes_a[i:i + 1], boxes_b[same])[0]
-        j = same[int(ious.argmax())]
-        if ious.max() < iou_match:
-            unmatched += 1
-            continue
-        score_diff = max(score_diff, abs(float(a.scores[i]) - float(b.scores[j])))
-        box_diff = max(box_diff, float(np.abs(boxes_a[i] - boxes_b[j]).max()))
-    return len(boxes_a), len(boxes_b), unmatched, score_diff, box_diff
+def _compare_detections(torch_result, onnx_result, post_processing):
+    """PyTorch's detections against onnxruntime's, every difference explained by a near-tie
+    or reported (:func:`.detection_match.match_detections`, with the thresholds both sides
+    used)."""
+    lists = [(r.pred_instances.bboxes.numpy(), r.pred_instances.scores.numpy(),
+              r.pred_instances.labels.numpy()) for r in (torch_result, onnx_result)]
+    return match_detections(*lists, nms_iou=post_processing.iou_threshold,
+                            keep_top_k=post_processing.keep_top_k,
+                            score_thr=post_processing.score_threshold)
 
 
 def _compare_segmentation(pytorch_model, onnx_file, batch, ours, theirs):
@@ -140,7 +132,7 @@ def _compare_segmentation(pytorch_model, onnx_file, batch, ours, theirs):
                 image_equal=float((a == b).mean()) if a.shape == b.shape else 0.)
 
 
-def deploy_model(config, checkpoint, out_dir, image=None, shape=(320, 480), check_shapes=(),
+def deploy_model(config, checkpoint, out_dir, image=None, shape=(320, 512), check_shapes=(),
                  verbose=True):
     """Export ``config`` + ``checkpoint`` with mmdeploy to ``out_dir/end2end.onnx``, run it in
     onnxruntime and in PyTorch on the export image and on synthetic images of
@@ -187,15 +179,48 @@ def deploy_model(config, checkpoint, out_dir, image=None, shape=(320, 480), chec
                              **_compare_segmentation(pytorch_model, onnx_file, batch, ours,
                                                      theirs)))
         else:
-            n_a, n_b, unmatched, score_diff, box_diff = _compare_detections(ours, theirs)
+            match = _compare_detections(ours, theirs, deploy_cfg.codebase_config.post_processing)
             rows.append(dict(image=name, input=tuple(inputs.shape[-2:]),
-                             pytorch_dets=n_a, onnx_dets=n_b, unmatched=unmatched,
-                             max_score_diff=score_diff, max_box_diff=box_diff))
+                             image_in_input=tuple(batch['data_samples'][0].img_shape),
+                             ori_shape=tuple(batch['data_samples'][0].ori_shape),
+                             pytorch_dets=match['ours'], onnx_dets=match['theirs'],
+                             matched=match['matched'],
+                             near_ties=sum(match['explained'].values()),
+                             unexplained=len(match['unexplained']),
+                             unexplained_detail=format_unexplained(match),
+                             differences=match['unexplained'],
+                             max_score_diff=match['max_score_diff'],
+                             max_box_diff=match['max_box_diff']))
     ops = onnx_op_types(onnx_file)
     if verbose:
         name = config if isinstance(config, str) else getattr(config, 'filename', 'the model')
         _print_report(name, onnx_file, rows, ops, segmentation)
     return dict(onnx=onnx_file, ops=ops, rows=rows)
+
+
+# PyTorch's two best logits closer than this are a tie that float rounding may break either way
+LOGIT_TIE = 1e-5
+
+
+def real_differences(result):
+    """What :func:`deploy_model`'s comparison found beyond near-ties, one line per image (empty
+    when the exported model gives PyTorch's results): detections that no tie explains, label
+    pixels where PyTorch's two best logits are further apart than ``LOGIT_TIE``."""
+    lines = []
+    for r in result['rows']:
+        if r.get('unexplained'):
+            padded = tuple(r.get('image_in_input', r['input'])) != tuple(r['input'])
+            why = (f" (the resized image fills {r['image_in_input'][0]}x"
+                   f"{r['image_in_input'][1]} of the {r['input'][0]}x{r['input'][1]} network "
+                   "input: the exported graph clips boxes at the padded input, PyTorch at the "
+                   "image)" if padded else '')
+            lines.append(f"{r['image']}: {r['unexplained']} detection(s) differ{why}\n"
+                         f"{r['unexplained_detail']}")
+        if r.get('network_equal', 1.) < 1 and r['max_margin_where_different'] >= LOGIT_TIE:
+            lines.append(f"{r['image']}: {1 - r['network_equal']:.4%} of the labels differ, "
+                         f"where PyTorch's logit margin is up to "
+                         f"{r['max_margin_where_different']:.3g} (not a tie)")
+    return lines
 
 
 def _print_report(config, onnx_file, rows, ops, segmentation):
@@ -209,12 +234,15 @@ def _print_report(config, onnx_file, rows, ops, segmentation):
             print(f"| {r['image']} | {r['input'][0]}x{r['input'][1]} | {r['network_equal']:.4%} "
                   f"| {r['max_margin_where_different']:.2e} | {r['image_equal']:.4%} |")
     else:
-        print('| image | network input | PyTorch dets | ONNX dets | unmatched | max score diff | '
-              'max box diff (px) |')
-        print('|---|---|---|---|---|---|---|')
+        print('| image | network input | PyTorch dets | ONNX dets | matched | unmatched at a '
+              'near-tie | unmatched, real differences | max score diff | max box diff (px) |')
+        print('|---|---|---|---|---|---|---|---|---|')
         for r in rows:
             print(f"| {r['image']} | {r['input'][0]}x{r['input'][1]} | {r['pytorch_dets']} | "
-                  f"{r['onnx_dets']} | {r['unmatched']} | {r['max_score_diff']:.2e} | "
-                  f"{r['max_box_diff']:.2e} |")
+                  f"{r['onnx_dets']} | {r['matched']} | {r['near_ties']} | {r['unexplained']} | "
+                  f"{r['max_score_diff']:.2e} | {r['max_box_diff']:.2e} |")
+        for r in rows:
+            if r['unexplained']:
+                print(f"\n{r['image']}: real differences\n{r['unexplained_detail']}")
     print(f'\ngraph ops ({sum(ops.values())} nodes): '
           + ', '.join(f'{op} {n}' for op, n in sorted(ops.items())))

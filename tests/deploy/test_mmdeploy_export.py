@@ -11,7 +11,8 @@ from mmengine.config import Config
 
 from mmhire import compat
 from mmhire.deploy.adaptive_pool import adaptive_avg_pool2d_exact
-from mmhire.deploy.mmdeploy_export import deploy_config_for, deploy_model
+from mmhire.deploy.mmdeploy_export import (LOGIT_TIE, deploy_config_for, deploy_model,
+                                          real_differences)
 from mmhire.errors import DeployError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -41,6 +42,20 @@ def save_random_checkpoint(cfg, path, spread_scores=False):
     return str(path)
 
 
+def assert_same_detections(result):
+    """Every detection of PyTorch's has onnxruntime's twin (same label, score within 1e-4,
+    IoU >= 0.9) and vice versa, except where a near-tie that rounding can flip explains the
+    difference (mmhire.deploy.detection_match); the count of such ties is not limited, so the
+    check does not depend on how the CPU rounds."""
+    for row in result['rows']:
+        assert row['pytorch_dets'] > 0 and row['onnx_dets'] > 0, row
+        assert row['unexplained'] == 0, f"{row['image']}:\n{row['unexplained_detail']}"
+        assert row['max_score_diff'] < 1e-4, row
+        # boxes past the image's bottom / right edge: PyTorch clips them at the image,
+        # mmdeploy at the padded network input (under one network pixel here)
+        assert row['max_box_diff'] < 1.0, row
+
+
 @pytest.mark.slow
 def test_retinanet_deploys(demo_data, tmp_path):
     cfg = small_config('retinanet_hire_t_fpn_1x_coco.py', demo_data, tmp_path, (128, 96))
@@ -49,23 +64,27 @@ def test_retinanet_deploys(demo_data, tmp_path):
                           check_shapes=[(75, 101)])
     assert 'NonMaxSuppression' in result['ops']
     assert all('::' not in op for op in result['ops'])  # no custom ops
-    for row in result['rows']:
-        assert row['pytorch_dets'] == row['onnx_dets'] > 0
-        # 100 boxes of a random detector: near-ties may swap one or two at the NMS margin
-        assert row['unmatched'] <= 2, row
-        assert row['max_score_diff'] < 1e-4, row
+    assert_same_detections(result)
 
 
 @pytest.mark.slow
 def test_mask_rcnn_deploys(demo_data, tmp_path):
     cfg = small_config('maskrcnn_hire_t_fpn_1x_coco.py', demo_data, tmp_path, (128, 96))
     ckpt = save_random_checkpoint(cfg, tmp_path / 'maskrcnn.pth')
-    result = deploy_model(cfg, ckpt, str(tmp_path / 'onnx'), shape=(96, 128))
+    # 72x96 is resized to fill the 96x128 input exactly; 75x101 fills 95x128 of it
+    result = deploy_model(cfg, ckpt, str(tmp_path / 'onnx'), shape=(96, 128),
+                          check_shapes=[(72, 96), (75, 101)])
     assert {'RoiAlign', 'NonMaxSuppression'} <= set(result['ops'])
-    row = result['rows'][0]
-    assert row['pytorch_dets'] == row['onnx_dets'] > 0
-    # the random RPN's proposals are near-duplicates; most final boxes must still agree
-    assert row['unmatched'] <= row['pytorch_dets'] // 10, row
+    unpadded, padded = result['rows'][:2], result['rows'][2]
+    # the RPN's proposals as mmdet makes them (per-level NMS, no score threshold,
+    # mmhire.deploy.rpn_nms): every final box of the random model agrees
+    assert_same_detections(dict(rows=unpadded))
+    # a padded input: the graph clips proposals at the padded input's bottom edge (75.8 image
+    # pixels), PyTorch at the image's (75); the RoI features of those proposals, and so their
+    # scores and what the top-100 cut keeps, differ. The deploy tool names the cause.
+    assert padded['image_in_input'] == (95, 128) and padded['input'] == (96, 128)
+    for line in real_differences(dict(rows=[padded])):
+        assert 'the exported graph clips boxes at the padded input' in line
 
 
 @pytest.mark.slow
@@ -78,10 +97,26 @@ def test_segmentors_deploy(demo_data, tmp_path, name, scale):
     result = deploy_model(cfg, ckpt, str(tmp_path / 'onnx'), shape=(scale[1], scale[0]),
                           check_shapes=[(75, 101)])
     for row in result['rows']:
-        # equal labels, except where PyTorch's own two best logits tie (a random model)
-        assert row['network_equal'] == 1.0 or row['max_margin_where_different'] < 1e-5, row
-        assert row['network_equal'] > 0.999, row
+        # equal labels, except where PyTorch's own two best logits tie to within rounding
+        # (a random model): no share of differing pixels is allowed beyond those
+        assert row['network_equal'] == 1.0 or row['max_margin_where_different'] < LOGIT_TIE, row
     assert all('::' not in op for op in result['ops'])
+
+
+def test_real_differences_name_what_is_not_a_tie():
+    ok = dict(rows=[dict(image='a', unexplained=0, unexplained_detail=''),
+                    dict(image='b', network_equal=0.99, max_margin_where_different=3e-6)])
+    assert real_differences(ok) == []
+    bad = dict(rows=[dict(image='a', unexplained=2, unexplained_detail='ours #3: ...',
+                          input=(96, 128), image_in_input=(96, 128)),
+                     dict(image='b', network_equal=0.99, max_margin_where_different=0.2),
+                     dict(image='c', unexplained=1, unexplained_detail='theirs #0: ...',
+                          input=(96, 128), image_in_input=(95, 128))])
+    lines = real_differences(bad)
+    assert len(lines) == 3 and lines[0] == 'a: 2 detection(s) differ\nours #3: ...'
+    assert '1.0000% of the labels differ' in lines[1] and '0.2 (not a tie)' in lines[1]
+    assert lines[2].startswith('c: 1 detection(s) differ (the resized image fills 95x128 of '
+                               'the 96x128 network input: the exported graph clips boxes')
 
 
 def test_deploy_configs_follow_the_model():

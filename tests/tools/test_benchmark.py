@@ -24,6 +24,7 @@ def test_benchmark_table_and_chart(tmp_path):
                   'ResNet-50', 'Swin-T', 'PVTv2-b2'):
         assert f'| {label} |' in table
     assert 'float32 matmul rate' in table and 'fast vs plain' in table
+    assert 'CPU: ' in table and ' cores' in table  # every figure says where it came from
     assert 'fast+fused vs plain' in table
     assert osp.getsize(png) > 0
 
@@ -36,6 +37,7 @@ def test_scaling_report(tmp_path):
               'tools/benchmark_scaling.py')
     assert out.returncode == 0, out.stderr[-3000:]
     assert '| 32x32 |' in out.stdout and '| 800x1333 |' in out.stdout
+    assert 'CPU: ' in out.stdout
     assert osp.getsize(png) > 0
 
 

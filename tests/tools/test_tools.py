@@ -110,6 +110,26 @@ def test_train_then_test_then_draw(demo_data, tmp_path):
     assert 'HireMLP expects 4 input channels (in_channels=4), got 3' in out.stderr
 
 
+def near_tie_pixels(cfg, ckpt, img_path, rel=1e-4):
+    """Pixels of ``img_path`` where the (unfused) model's two best logits are within ``rel`` of
+    its largest logit: the only pixels where float rounding, a fused model's included, may pick
+    the other label."""
+    from mmseg.apis import inference_model, init_model
+    model = init_model(cfg, ckpt, device='cpu')
+    logits = inference_model(model, img_path).seg_logits.data
+    top2 = logits.topk(2, dim=0).values
+    return ((top2[0] - top2[1]) <= rel * logits.abs().max()).numpy()
+
+
+def assert_equal_but_ties(a, b, ties, what):
+    differ = a != b
+    if differ.ndim == 3:  # a drawn picture: a pixel differs if any channel does
+        differ = differ.any(axis=-1)
+    assert differ.shape == ties.shape, (what, differ.shape, ties.shape)
+    assert not (differ & ~ties).any(), (
+        f'{what}: {int((differ & ~ties).sum())} pixels differ where the logits do not tie')
+
+
 @pytest.mark.slow
 def test_segmentation_train_test_and_draw(demo_data, tmp_path):
     ade = osp.join(demo_data, 'demo_ade')
@@ -130,23 +150,25 @@ def test_segmentation_train_test_and_draw(demo_data, tmp_path):
     assert 'fused 1 HireMLP backbone(s)' in fused.stdout + fused.stderr
     import numpy as np
     from PIL import Image
+    val_dir = osp.join(ade, 'images', 'validation')
+    images = {osp.splitext(f)[0]: osp.join(val_dir, f) for f in os.listdir(val_dir)}
     for name in os.listdir(tmp_path / 'labels'):
         a = np.array(Image.open(tmp_path / 'labels' / name))
         b = np.array(Image.open(tmp_path / 'labels_fused' / name))
-        assert (a == b).mean() > 0.999  # float rounding may flip a near-tie pixel, no more
-    val_dir = osp.join(ade, 'images', 'validation')
-    img = osp.join(val_dir, sorted(os.listdir(val_dir))[0])
+        ties = near_tie_pixels(cfg, ckpt, images[osp.splitext(name)[0]])
+        assert_equal_but_ties(a, b, ties, f'--fuse labels of {name}')
+    img = images[sorted(images)[0]]
     drawn = run(['tools/image_demo.py', img, cfg, ckpt, '--out-dir', str(tmp_path / 'png')])
     assert drawn.returncode == 0, drawn.stderr[-3000:]
     assert len(os.listdir(tmp_path / 'png')) == 1
-    # image_demo --fuse: the same picture (label overlay), up to a near-tie pixel
+    # image_demo --fuse: the same picture (label overlay), but where the logits tie
     drawn = run(['tools/image_demo.py', img, cfg, ckpt, '--out-dir', str(tmp_path / 'pngf'),
                  '--fuse'])
     assert drawn.returncode == 0, drawn.stderr[-3000:]
     name = os.listdir(tmp_path / 'png')[0]
     a = np.array(Image.open(tmp_path / 'png' / name))
     b = np.array(Image.open(tmp_path / 'pngf' / name))
-    assert a.shape == b.shape and (a == b).all(axis=-1).mean() > 0.999
+    assert_equal_but_ties(a, b, near_tie_pixels(cfg, ckpt, img), f'--fuse picture {name}')
 
 
 @pytest.mark.slow
@@ -260,16 +282,18 @@ def test_amp_train_test_and_draw_on_cpu(demo_data, tmp_path):
 
 @pytest.mark.slow
 def test_mmengine_compile_trains_and_evaluates(demo_data, tmp_path):
-    """``compile=True`` in a config: mmengine hands the detector's ``train_step`` and
-    ``val_step`` to torch.compile; it trains and evaluates. One training step: every further
-    step with other box counts compiles parts of mmdet's loss again, minutes on 2 cores, and
-    the backbone's own dynamic-shape compile is tested in test_hire_mlp_compile.py."""
-    cfg = write_tiny_config(tmp_path, DEMO_CFG, demo_data)
+    """``compile=True`` in a config: mmengine hands the model's ``train_step`` to
+    torch.compile; it trains and evaluates. The smallest model that still compiles the
+    backbone inside a Runner: the Semantic FPN demo config, depth-1 backbone, one step. (Mask
+    R-CNN costs minutes more on 2 cores, in mmdet's box code, not in ours; the backbone's own
+    compile, static and dynamic, against eager, is tested in test_hire_mlp_compile.py.)"""
+    cfg = write_tiny_config(tmp_path, SEG_DEMO_CFG, demo_data)
     out = run(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
-               'compile=True', 'train_cfg.val_interval=1', 'train_dataloader.dataset.indices=2'])
+               'compile=True', 'train_cfg.max_iters=1', 'train_cfg.val_interval=1',
+               'default_hooks.checkpoint.interval=1'])
     assert out.returncode == 0, out.stderr[-3000:]
     log = out.stdout + out.stderr
-    assert 'Model has been "compiled"' in log and 'coco/bbox_mAP' in log
+    assert 'Model has been "compiled"' in log and 'mIoU' in log
 
 
 def test_amp_bad_combinations_messages(demo_data, tmp_path):
