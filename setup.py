@@ -44,7 +44,7 @@ setup(
         'matplotlib',
     ],
     extras_require={
-        'tests': ['pytest', 'hypothesis', 'psutil'],
+        'tests': ['pytest', 'pytest-xdist', 'hypothesis', 'psutil'],
         # requirements/deploy.txt says why these exact versions
         'deploy': ['mmdeploy==1.3.1', 'onnx==1.17.0', 'onnxruntime==1.24.1', 'onnxscript==0.7.2',
                    'protobuf==3.20.2'],

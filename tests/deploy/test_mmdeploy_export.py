@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmhire import compat
 from mmhire.deploy.adaptive_pool import adaptive_avg_pool2d_exact
 from mmhire.deploy.mmdeploy_export import (LOGIT_TIE, deploy_config_for, deploy_model,
-                                          real_differences)
+                                           real_differences)
 from mmhire.errors import DeployError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
