@@ -8,12 +8,7 @@ import subprocess
 import sys
 
 import pytest
-
-# inductor compiles kernels in one process, not a pool of its own next to pytest-xdist's
-# workers on a 2-core machine (read when torch._inductor's config is first imported; the
-# tools the tests start as subprocesses inherit it)
-os.environ.setdefault('TORCHINDUCTOR_COMPILE_THREADS', '1')
-import torch  # noqa: E402
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,7 +11,7 @@ PY=$(bash "$ROOT/tools/bootstrap.sh" | tail -n 1)
 cd "$ROOT"
 start=$(date +%s)
 set +e
-"$PY" -m pytest tests -n "${MMHIRE_TEST_WORKERS:-auto}" --dist loadgroup "$@"
+"$PY" -m pytest tests -n "${MMHIRE_TEST_WORKERS:-auto}" --dist worksteal "$@"
 rc=$?
 set -e
 echo "[run_tests] pytest exit code $rc after $(( $(date +%s) - start )) s"

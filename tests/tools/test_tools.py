@@ -281,7 +281,6 @@ def test_amp_train_test_and_draw_on_cpu(demo_data, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group('torch_compile')  # with the other compile tests, see there
 def test_mmengine_compile_trains_and_evaluates(demo_data, tmp_path):
     """``compile=True`` in a config: mmengine hands the model's ``train_step`` to
     torch.compile; it trains and evaluates. The smallest model that still compiles the

@@ -12,10 +12,6 @@ from numeric import assert_rel_close, randomize_norms
 
 from mmhire import HireMLP
 
-# One pytest-xdist worker runs every torch.compile test of the suite, one after another: two
-# inductor compilations side by side on a 2-core machine took 1.5-3.5x as long each
-pytestmark = pytest.mark.xdist_group('torch_compile')
-
 
 def make_model():
     model = HireMLP(arch=TINY_ARCH)
