@@ -1,18 +1,21 @@
 """The RPN's proposals in an mmdeploy export, made the way mmdet makes them.
 
-mmdeploy 1.3.1's rewrite of ``RPNHead.predict_by_feat`` differs from mmdet 3.x in two ways that
+mmdeploy 1.3.1's rewrite of ``RPNHead.predict_by_feat`` differs from mmdet 3.x in ways that
 change which proposals a two-stage detector (Mask R-CNN) sees, and so its final boxes:
 
 - mmdet runs the RPN's NMS per pyramid level (``batched_nms`` with the level as the class);
   mmdeploy runs one NMS over all levels, so a box of one level suppresses boxes of another.
 - mmdet applies no score threshold to proposals (its RPN ``test_cfg`` has none); mmdeploy falls
   back to the deploy config's detection threshold (0.05) and drops every proposal below it.
-  mmdet drops boxes no wider or taller than ``min_bbox_size``; mmdeploy keeps them.
+- mmdet drops boxes no wider or taller than ``min_bbox_size``; mmdeploy keeps them.
+- With fewer than ``max_per_img`` proposals, mmdeploy's NMS output keeps its all-zero padding
+  row, which the RoI head turns into a detection at (0, 0).
 
 Here each level's candidates (its ``nms_pre`` best, decoded and clipped as mmdeploy does) are
 one class of mmdeploy's multi-class NMS: suppression stays inside a level, the best
-``max_per_img`` over all levels are kept, sorted by score, no score threshold applies, and
-boxes under ``min_bbox_size`` get a zero score, which the NMS never keeps.
+``max_per_img`` over all levels are kept, sorted by score, no score threshold applies,
+boxes under ``min_bbox_size`` get a zero score, which the NMS never keeps, and the padding row
+becomes a copy of the best proposal.
 What still differs, and cannot be expressed in a graph whose only input is the padded image:
 boxes are clipped at the padded network input, not at the resized image inside it.
 """
