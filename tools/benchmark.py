@@ -5,6 +5,7 @@
     python tools/benchmark.py --amp                            # + bf16 (CPU) / fp16 (CUDA) rows
     python tools/benchmark.py --device cuda                    # GPU, synchronised timing
     python tools/benchmark.py --compile                        # + torch.compile rows
+    python tools/benchmark.py --onnxruntime                    # + onnxruntime rows (CPU)
 
 For every backbone it reports params, MACs at the input size, median inference latency, median
 training-step time (forward + backward), peak memory of each, and the achieved rate
@@ -19,7 +20,8 @@ import warnings
 
 warnings.filterwarnings('ignore')
 from mmhire.analysis.speed import (COMPILE_MODELS, COMPILED, INFERENCE_ONLY, MODELS,  # noqa
-                                   Job, add_run_args, add_timing_args, amp_dtype_name,
+                                   ORT, ORT_MODELS, Job, add_run_args, add_timing_args,
+                                   amp_dtype_name,
                                    check_args, complexity, label, matmul_rate, rounds_note,
                                    run_jobs)
 from mmhire.env import cpu_description  # noqa: E402
@@ -30,19 +32,34 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--size', type=int, nargs=2, default=(800, 1216), metavar=('H', 'W'))
     add_timing_args(parser)
-    parser.add_argument('--models', nargs='+', choices=MODELS + COMPILE_MODELS[1::2],
+    parser.add_argument('--models', nargs='+',
+                        choices=MODELS + COMPILE_MODELS[1::2] + ORT_MODELS[1::2],
                         help=f'default: {" ".join(MODELS)} ({" ".join(COMPILE_MODELS)} with '
-                        '--compile)')
+                        f'--compile, {" ".join(ORT_MODELS)} with --onnxruntime)')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile rows (compile time, then steady state) next to eager')
+    parser.add_argument('--onnxruntime', action='store_true',
+                        help='rows of each backbone exported to ONNX (as mmdeploy exports: '
+                        'TorchScript exporter) and run in onnxruntime, next to eager; '
+                        'inference only, needs the deploy extra')
     parser.add_argument('--amp', action='store_true',
                         help='autocast rows (bf16 on CPU, fp16 on CUDA) next to the float32 ones')
     parser.add_argument('--no-train', action='store_true', help='inference only')
     add_run_args(parser)
     args = parser.parse_args(argv)
+    if args.onnxruntime and args.device != 'cpu':
+        parser.error('--onnxruntime times the CPU execution provider; leave --device out')
     check_args(parser, args)
+    if args.onnxruntime:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            parser.error("--onnxruntime needs onnxruntime: pip install -e '.[deploy]'")
     if args.models is None:
-        args.models = list(COMPILE_MODELS if args.compile else MODELS)
+        args.models = list(COMPILE_MODELS if args.compile else ORT_MODELS if args.onnxruntime
+                           else MODELS)
+        if args.compile and args.onnxruntime:
+            args.models += [m for m in ORT_MODELS if m not in args.models]
     if args.amp and not args.device.startswith('cuda'):
         from mmhire.engine.amp import cpu_bf16_note
         note = cpu_bf16_note()
@@ -59,7 +76,8 @@ def main(argv=None):
     jobs = [Job(m, mode, shape, args.batch, args.threads, args.warmup, args.repeats,
                 args.device, amp)
             for m in args.models for amp in precisions for mode in modes
-            if mode == 'infer' or m not in INFERENCE_ONLY]
+            if mode == 'infer' or (m not in INFERENCE_ONLY and not m.endswith(ORT))
+            if not (amp and m.endswith(ORT))]
     # The machine is shared: take the better of a measurement before and one after the models.
     rate = matmul_rate(args.threads, args.device)
     results = {(r['job'].model, r['job'].amp, r['job'].mode): r
@@ -81,6 +99,8 @@ def main(argv=None):
     for m in args.models:
         params, macs = complexity(m, shape)
         for amp in precisions:
+            if (m, amp, 'infer') not in results:
+                continue
             inf = results[(m, amp, 'infer')]
             flops = 2 * macs * args.batch
             line = (f"| {label(m, amp, args.device)} | {params / 1e6:.1f} | {macs / 1e9:.1f} | "
@@ -88,7 +108,7 @@ def main(argv=None):
                     f"{inf['peak_mb']:.0f} |")
             row = dict(model=m, amp=amp, label=label(m, amp, args.device), params=params,
                        macs=macs, infer=inf['median'], infer_peak=inf['peak_mb'])
-            if 'train' in modes and m in INFERENCE_ONLY:
+            if 'train' in modes and (m in INFERENCE_ONLY or m.endswith(ORT)):
                 line += ' - | - |'
             elif 'train' in modes:
                 tr = results[(m, amp, 'train')]
@@ -97,6 +117,7 @@ def main(argv=None):
             rows.append(row)
             print(line)
     print_compile_table(args, results, precisions)
+    print_onnxruntime_table(args, results)
     print_ratios(rows, args)
     if args.png:
         plot_bars(rows, args.png, shape)
@@ -121,6 +142,29 @@ def print_compile_table(args, results, precisions):
             print(f'| {label(m, amp, args.device)} | ' + ' | '.join(cells + ratios) + ' |')
     print('(first call = compiling plus one run; vs eager > 1 means the compiled model is '
           'faster)')
+
+
+def print_onnxruntime_table(args, results):
+    exported = [m for m in args.models if m.endswith(ORT)]
+    if not exported:
+        return
+    rows = {m: results[(m, False, 'infer')] for m in exported}
+    resnet = rows.get('resnet50' + ORT)
+    print('\n| onnxruntime backbone | export (s) | inference (ms) | vs its eager PyTorch | '
+          'vs ResNet-50 onnxruntime |')
+    print('|---|---|---|---|---|')
+    for m, got in rows.items():
+        eager = results.get((m.removesuffix(ORT), False, 'infer'))
+        vs_eager = f"{eager['median'] / got['median']:.2f}x" if eager else '-'
+        vs_resnet = f"{resnet['median'] / got['median']:.2f}x" if resnet else '-'
+        print(f"| {label(m)} | {got['first_call']:.1f} | {got['median'] * 1e3:.0f} | "
+              f'{vs_eager} | {vs_resnet} |')
+    fast = results.get(('hire_s_fast', False, 'infer'))
+    fused = rows.get('hire_s_fused' + ORT)
+    if fast and fused:
+        print(f"HireMLP-S fused in onnxruntime vs HireMLP-S eager fast path: "
+              f"{fast['median'] / fused['median']:.2f}x")
+    print('(vs > 1 means the onnxruntime row is faster)')
 
 
 def print_ratios(rows, args):

@@ -73,6 +73,7 @@ def export_backbone(args):
     from mmhire import HireMLP
     from mmhire.checkpoint import load_pretrained
     from mmhire.deploy import compare_onnxruntime, export_onnx, onnx_op_types
+    from mmhire.deploy.onnx_export import median_latency_ms, onnxruntime_latency_ms
 
     model = HireMLP(arch=args.arch, pad_mode=args.pad_mode)
     if args.checkpoint:
@@ -90,17 +91,24 @@ def export_backbone(args):
     print(f'HireMLP-{args.arch}{" (fused)" if args.fuse else ""}, '
           f'{"weights " + args.checkpoint if args.checkpoint else "random weights"}, '
           f'recorded at {"x".join(map(str, args.export_shape))}; dynamic batch, height, width\n')
-    print('| exporter | file | export (s) | input | max abs diff | max rel diff |')
-    print('|---|---|---|---|---|---|')
+    print('| exporter | file | export (s) | input | max abs diff | max rel diff | '
+          'onnxruntime (ms) | PyTorch (ms) |')
+    print('|---|---|---|---|---|---|---|---|')
     op_lists = {}
     for exporter in exporters:
         path = osp.join(args.out_dir, f'{name}_{exporter}.onnx')
         start = time.perf_counter()
         export_onnx(model, torch.randn(*args.export_shape), path, exporter)
         seconds = time.perf_counter() - start
-        for shape, max_abs, max_rel in compare_onnxruntime(model, path, inputs):
+        rows = compare_onnxruntime(model, path, inputs)
+        for x, (shape, max_abs, max_rel) in zip(inputs, rows):
+            # median of 3 after a warm-up, in this process; the benchmark
+            # (tools/benchmark.py --onnxruntime) gives fresh processes and more repeats
+            ort_ms = onnxruntime_latency_ms(path, x)
+            with torch.no_grad():
+                torch_ms = median_latency_ms(lambda: model(x))
             print(f'| {exporter} | {path} | {seconds:.1f} | {"x".join(map(str, shape))} | '
-                  f'{max_abs:.2e} | {max_rel:.2e} |')
+                  f'{max_abs:.2e} | {max_rel:.2e} | {ort_ms:.1f} | {torch_ms:.1f} |')
         op_lists[exporter] = onnx_op_types(path)
     print()
     for exporter, ops in op_lists.items():

@@ -16,9 +16,12 @@ RELEASED = {
 def count_macs(model: torch.nn.Module, inputs: tuple) -> int:
     """Multiply-adds of one no-grad forward of ``model`` on ``inputs`` (mmengine's
     ``FlopAnalyzer``, which records the model with ``torch.jit.trace``; unsupported-op and
-    uncalled-module warnings off)."""
+    uncalled-module warnings off). Hire modules are counted in the released (plain)
+    formulation, the architecture's multiply-adds, not in the graph that export records."""
     from mmengine.analysis import FlopAnalyzer
-    with torch.no_grad():
+
+    from mmhire.models.layers.traceable import count_plain_path
+    with torch.no_grad(), count_plain_path():
         analyzer = FlopAnalyzer(model, inputs)
         analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         return analyzer.total()

@@ -14,12 +14,16 @@ from typing import NamedTuple, Tuple
 MODELS = ('hire_s_fast', 'hire_s_fused', 'hire_s_plain', 'resnet50', 'swin_t', 'pvtv2_b2')
 COMPILED = '+compile'  # suffix: the same backbone under torch.compile
 COMPILE_MODELS = ('hire_s_fast', 'hire_s_fast' + COMPILED, 'resnet50', 'resnet50' + COMPILED)
+ORT = '+onnxruntime'  # suffix: the backbone exported to ONNX (TorchScript exporter), in onnxruntime
+ORT_MODELS = ('hire_s_fast', 'hire_s_fast' + ORT, 'hire_s_fused', 'hire_s_fused' + ORT,
+              'resnet50', 'resnet50' + ORT, 'swin_t', 'swin_t' + ORT)
 INFERENCE_ONLY = ('hire_s_fused',)  # fused BatchNorms: no training step
 LABELS = {'hire_s_fast': 'HireMLP-S (fast)', 'hire_s_plain': 'HireMLP-S (plain)',
           'hire_s_fused': 'HireMLP-S (fast, fused)',
           'resnet50': 'ResNet-50', 'swin_t': 'Swin-T', 'pvtv2_b2': 'PVTv2-b2',
           'hire_s_fast' + COMPILED: 'HireMLP-S (torch.compile)',
           'resnet50' + COMPILED: 'ResNet-50 (torch.compile)'}
+LABELS.update({m + ORT: LABELS[m] + ' onnxruntime' for m in ORT_MODELS if not m.endswith(ORT)})
 
 # glibc's malloc, told to keep freed memory for reuse instead of handing it back to the OS. By
 # default every buffer above 32 MB is a fresh mmap and frees trim the heap, so a training step
@@ -60,7 +64,7 @@ def label(job_or_model, amp=False, device='cpu') -> str:
 
 def build(name):
     """The backbone, as MMDetection builds it for its detectors (random init, no download)."""
-    name = name.removesuffix(COMPILED)
+    name = name.removesuffix(COMPILED).removesuffix(ORT)
     if name.startswith('hire'):
         from mmhire import HireMLP
         model = HireMLP(arch=name.split('_')[1], fast=not name.endswith('plain'))
@@ -87,12 +91,47 @@ def current_rss_mb():
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
 
+def onnxruntime_step(model, x, threads):
+    """Export ``model`` as mmdeploy does (TorchScript exporter, dynamic sizes) and return
+    ``(step, export_seconds)``, ``step`` running the file in an onnxruntime CPU session with
+    ``threads`` intra-op threads."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from mmhire.deploy.onnx_export import export_onnx
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, 'model.onnx')
+        start = time.perf_counter()
+        export_onnx(model, x, path)
+        seconds = time.perf_counter() - start
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    feed = {'input': x.numpy()}
+    return (lambda: session.run(None, feed)), seconds
+
+
 def measure(job: Job) -> dict:
     """Runs in its own process: time one model in one mode; returns a dict."""
     import torch
     torch.set_num_threads(job.threads)
     torch.manual_seed(0)
     model = build(job.model).to(job.device)
+    if job.model.endswith(ORT):
+        model.eval()
+        x = torch.randn(job.batch, 3, *job.shape)
+        run, export_seconds = onnxruntime_step(model, x, job.threads)
+        del model
+        base = current_rss_mb()
+        times = []
+        for i in range(job.warmup + job.repeats):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+        return dict(job=job, median=statistics.median(times[job.warmup:]),
+                    peak_mb=max(peak_rss_mb() - base, 0.0), first_call=export_seconds)
     x = torch.randn(job.batch, 3, *job.shape, device=job.device)
     cuda = job.device.startswith('cuda')
     model.train(job.mode == 'train')

@@ -5,8 +5,8 @@ mmdeploy 1.3.1 ships its deploy configs only in its repository; the three this n
 written out below (its ``*_onnxruntime_dynamic.py`` files with the ``_base_`` chain merged),
 with ``optimize=False`` (the TorchScript optimiser extension is not in the wheel) and mmhire
 among the modules its task processor imports. Two shims make mmdeploy run on torch >= 2.9
-(:func:`mmhire.compat.mmdeploy_export_uses_torchscript`,
-:func:`mmhire.compat.restore_onnx_cast_long`).
+(:func:`mmhire.deploy.mmdeploy_shims.mmdeploy_export_uses_torchscript`,
+:func:`mmhire.deploy.mmdeploy_shims.restore_onnx_cast_long`).
 """
 import copy
 import os
@@ -17,7 +17,7 @@ import numpy as np
 from mmhire.errors import DeployError
 
 from .detection_match import format_unexplained, match_detections
-from .onnx_export import INSTALL_HINT, onnx_op_types
+from .onnx_export import INSTALL_HINT, median_latency_ms, onnx_op_types
 
 _ONNX = dict(type='onnx', export_params=True, keep_initializers_as_inputs=False,
              opset_version=11, save_file='end2end.onnx', input_names=['input'],
@@ -79,10 +79,10 @@ def _prepare_mmdeploy():
         import mmdeploy  # noqa: F401
     except ImportError as e:
         raise DeployError(f'mmdeploy is not installed ({e}); {INSTALL_HINT}') from None
-    from mmhire import compat
-    compat.mmdeploy_export_uses_torchscript()
-    compat.restore_onnx_cast_long()
-    compat.mmdeploy_exact_adaptive_pool()
+    from . import mmdeploy_shims
+    mmdeploy_shims.mmdeploy_export_uses_torchscript()
+    mmdeploy_shims.restore_onnx_cast_long()
+    mmdeploy_shims.mmdeploy_exact_adaptive_pool()
     from .rpn_nms import register_rpn_per_level_nms
     register_rpn_per_level_nms()
 
@@ -191,11 +191,17 @@ def deploy_model(config, checkpoint, out_dir, image=None, shape=(320, 512), chec
                              differences=match['unexplained'],
                              max_score_diff=match['max_score_diff'],
                              max_box_diff=match['max_box_diff']))
+    # latency of one image through each whole model (pre-processing, network, post-processing)
+    data, _ = processor.create_input(export_image, None)
+    with torch.no_grad():
+        latency_ms = dict(
+            onnxruntime=median_latency_ms(lambda: onnx_model.test_step(copy.deepcopy(data))),
+            pytorch=median_latency_ms(lambda: pytorch_model.test_step(copy.deepcopy(data))))
     ops = onnx_op_types(onnx_file)
     if verbose:
         name = config if isinstance(config, str) else getattr(config, 'filename', 'the model')
-        _print_report(name, onnx_file, rows, ops, segmentation)
-    return dict(onnx=onnx_file, ops=ops, rows=rows)
+        _print_report(name, onnx_file, rows, ops, segmentation, latency_ms)
+    return dict(onnx=onnx_file, ops=ops, rows=rows, latency_ms=latency_ms)
 
 
 # PyTorch's two best logits closer than this are a tie that float rounding may break either way
@@ -223,7 +229,7 @@ def real_differences(result):
     return lines
 
 
-def _print_report(config, onnx_file, rows, ops, segmentation):
+def _print_report(config, onnx_file, rows, ops, segmentation, latency_ms):
     print(f'\n{config} -> {onnx_file} (mmdeploy, onnxruntime backend, dynamic batch/height/'
           'width)\n')
     if segmentation:
@@ -244,5 +250,8 @@ def _print_report(config, onnx_file, rows, ops, segmentation):
         for r in rows:
             if r['unexplained']:
                 print(f"\n{r['image']}: real differences\n{r['unexplained_detail']}")
+    print(f"\nlatency, export image, whole model (median of 3 after a warm-up): onnxruntime "
+          f"{latency_ms['onnxruntime']:.0f} ms, PyTorch {latency_ms['pytorch']:.0f} ms "
+          f"({latency_ms['pytorch'] / latency_ms['onnxruntime']:.2f}x)")
     print(f'\ngraph ops ({sum(ops.values())} nodes): '
           + ', '.join(f'{op} {n}' for op, n in sorted(ops.items())))

@@ -122,6 +122,31 @@ def onnx_op_types(path: str) -> Counter:
     return counts
 
 
+def median_latency_ms(run, repeats: int = 3, warmup: int = 1) -> float:
+    """Median wall time of ``run()`` in milliseconds, after ``warmup`` untimed calls."""
+    import statistics
+    import time
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def onnxruntime_latency_ms(path: str, x: torch.Tensor, repeats: int = 3) -> float:
+    """Median latency of the file in an onnxruntime CPU session (as many intra-op threads as
+    torch uses, so the figure sits next to PyTorch's) on ``x``."""
+    ort = _require('onnxruntime')
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    feed = {session.get_inputs()[0].name: x.detach().cpu().numpy()}
+    return median_latency_ms(lambda: session.run(None, feed), repeats)
+
+
 def run_onnxruntime(path: str, x: torch.Tensor):
     """Run the file in onnxruntime (CPU) on ``x``; returns the outputs as numpy arrays."""
     ort = _require('onnxruntime')

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from config_helpers import shrink
 from mmengine.config import Config
 
-from mmhire import compat
+from mmhire.deploy import mmdeploy_shims
 from mmhire.deploy.adaptive_pool import adaptive_avg_pool2d_exact
 from mmhire.deploy.mmdeploy_export import (LOGIT_TIE, deploy_config_for, deploy_model,
                                            real_differences)
@@ -65,6 +65,9 @@ def test_retinanet_deploys(demo_data, tmp_path):
     assert 'NonMaxSuppression' in result['ops']
     assert all('::' not in op for op in result['ops'])  # no custom ops
     assert_same_detections(result)
+    # the whole model's latency in onnxruntime and in PyTorch, as the deploy tool prints it
+    assert set(result['latency_ms']) == {'onnxruntime', 'pytorch'}
+    assert all(ms > 0 for ms in result['latency_ms'].values())
 
 
 @pytest.mark.slow
@@ -145,8 +148,8 @@ def test_deploy_refuses_a_non_empty_out_dir(tmp_path):
 def test_shim_onnx_export_defaults_to_torchscript(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(torch.onnx, 'export', lambda *a, **k: seen.update(k))
-    compat.mmdeploy_export_uses_torchscript()
-    compat.mmdeploy_export_uses_torchscript()  # idempotent: wraps once
+    mmdeploy_shims.mmdeploy_export_uses_torchscript()
+    mmdeploy_shims.mmdeploy_export_uses_torchscript()  # idempotent: wraps once
     torch.onnx.export(torch.nn.Identity(), (torch.ones(1),), str(tmp_path / 'a.onnx'))
     assert seen['dynamo'] is False
     torch.onnx.export(torch.nn.Identity(), (torch.ones(1),), 'b.onnx', dynamo=True)
@@ -154,7 +157,7 @@ def test_shim_onnx_export_defaults_to_torchscript(tmp_path, monkeypatch):
 
 
 def test_shim_cast_long(tmp_path):
-    compat.restore_onnx_cast_long()
+    mmdeploy_shims.restore_onnx_cast_long()
     from torch.onnx.symbolic_opset9 import _cast_Long  # what mmcv's RoIAlign symbolic imports
 
     class Graph:

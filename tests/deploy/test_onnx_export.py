@@ -157,3 +157,25 @@ def test_fused_copy_exports_like_the_original(tmp_path):
     rows = compare_onnxruntime(model, str(tmp_path / 'fused.onnx'), [x])
     assert rows[0][2] < 1e-4
     model.train()  # the original is untouched
+
+
+def test_deploy_tool_backbone_table(tmp_path, capsys):
+    """``tools/deploy.py backbone``: one row per exporter and input, with the differences and
+    the latency of the file in onnxruntime next to PyTorch's."""
+    import importlib.util
+    import os.path as osp
+
+    from config_helpers import ROOT
+    spec = importlib.util.spec_from_file_location('deploy_tool',
+                                                  osp.join(ROOT, 'tools', 'deploy.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tool.main(['backbone', '--arch', 'tiny', '--exporter', 'torchscript', '--fuse',
+               '--export-shape', '1x3x64x96', '--check-shape', '1x3x64x96', '2x3x45x61',
+               '--out-dir', str(tmp_path)])
+    out = capsys.readouterr().out
+    assert '| max rel diff | onnxruntime (ms) | PyTorch (ms) |' in out
+    rows = [line.split('|')[1:-1] for line in out.splitlines() if line.startswith('| torchscript')]
+    assert [row[3].strip() for row in rows] == ['1x3x64x96', '2x3x45x61']
+    for row in rows:
+        assert float(row[5]) < 1e-4 and float(row[6]) > 0 and float(row[7]) > 0

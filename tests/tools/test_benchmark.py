@@ -112,3 +112,35 @@ def test_bad_options_get_a_clear_error():
             continue  # (a machine with a GPU)
         assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
         assert 'Traceback' not in out.stderr
+
+
+def test_onnxruntime_rows():
+    """``--onnxruntime``: each backbone exported (TorchScript exporter) and timed in
+    onnxruntime in the same run as eager, with the ratios the docs quote."""
+    out = run(['--size', '48', '64', '--onnxruntime', '--models', 'hire_s_fast',
+               'hire_s_fused+onnxruntime', 'resnet50+onnxruntime', '--no-train',
+               '--threads', '1', '--warmup', '0', '--repeats', '1'])
+    assert out.returncode == 0, out.stderr[-3000:]
+    table = out.stdout
+    assert '| HireMLP-S (fast, fused) onnxruntime |' in table
+    assert '| onnxruntime backbone | export (s) |' in table
+    assert 'HireMLP-S fused in onnxruntime vs HireMLP-S eager fast path: ' in table
+    resnet_row = [line for line in table.splitlines()
+                  if line.startswith('| ResNet-50 onnxruntime |') and 'x |' in line]
+    assert resnet_row and resnet_row[0].endswith('| - | 1.00x |')
+    bad = run(['--onnxruntime', '--device', 'cuda'])
+    assert bad.returncode == 2 and 'CPU execution provider' in bad.stderr
+
+
+def test_gpu_check_without_a_gpu_and_as_a_dry_run():
+    """tools/gpu_check.py: one line and exit 0 without a GPU; its checks pass on the CPU."""
+    import torch
+    if not torch.cuda.is_available():
+        out = run([], 'tools/gpu_check.py')
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert out.stdout.strip().splitlines() == [
+            'gpu_check: no CUDA device visible, nothing to check here (exit 0)']
+    out = run(['--device', 'cpu', '--no-compile', '--no-benchmark'], 'tools/gpu_check.py')
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.stdout.count('  ok   ') == 6 and 'FAIL' not in out.stdout
+    assert 'gpu_check: all checks passed' in out.stdout

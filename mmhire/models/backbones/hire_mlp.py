@@ -72,6 +72,13 @@ class HireMLP(BaseModule):
             faster, with the Hire modules' fast path (no gathers, no un-fold / crop / un-shift
             copies; see :class:`HireModule`). Same parameters and results (outputs are returned
             as contiguous NCHW either way); ``False`` selects the plain path, the test oracle.
+        graph_fold (bool or sequence of 4 bools): Per stage, whether the graph that ONNX
+            export, ``torch.export`` and ``torch.compile`` record folds ``proj`` and the branch
+            weights into per-image weights (see :class:`HireModule`). Folding pays on maps of
+            more than ``C (p + 1)`` positions: at 800x1216 stages 1-3 (200x304 to 50x76) gain,
+            stage 4 (25x38, C 512) would lose, hence the default ``(True, True, True, False)``.
+            For inputs around 224x224 ``(True, True, False, False)`` records less work. Same
+            results either way; eager runs do not use it.
         pretrained (str, optional): Deprecated, use ``init_cfg=dict(type='Pretrained',
             checkpoint=...)``.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)`` loads a released
@@ -115,6 +122,7 @@ class HireMLP(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  fast: bool = True,
+                 graph_fold: Union[bool, Sequence[bool]] = (True, True, True, False),
                  pretrained: str = None,
                  init_cfg=None,
                  **unknown_args):
@@ -152,6 +160,7 @@ class HireMLP(BaseModule):
         self.out_norm = out_norm
         self.fused = False
         self.fast = fast
+        self.graph_fold = self._check_graph_fold(graph_fold)
 
         self.patch_embed = ConvNormAct(in_channels, self.embed_dims[0], 7, 4, 2, norm_cfg)
 
@@ -172,7 +181,8 @@ class HireMLP(BaseModule):
                     drop_path=dpr[first_block + j],
                     pad_mode=pad_mode,
                     norm_cfg=norm_cfg,
-                    fast=fast) for j in range(self.depths[i])
+                    fast=fast,
+                    graph_fold=self.graph_fold[i]) for j in range(self.depths[i])
             ]
             self.network.append(nn.Sequential(*blocks))
             first_block += self.depths[i]
@@ -192,6 +202,17 @@ class HireMLP(BaseModule):
             h, w = sizes[-1]
             sizes.append((-(-h // 2), -(-w // 2)))
         return sizes
+
+    @classmethod
+    def _check_graph_fold(cls, graph_fold):
+        if isinstance(graph_fold, bool):
+            return (graph_fold,) * cls.num_stages
+        if (isinstance(graph_fold, (list, tuple)) and len(graph_fold) == cls.num_stages
+                and all(isinstance(v, bool) for v in graph_fold)):
+            return tuple(graph_fold)
+        raise HireMLPConfigError(
+            f'HireMLP: graph_fold must be a bool or {cls.num_stages} bools, one per stage, '
+            f'e.g. (True, True, True, False); got {graph_fold!r}')
 
     @classmethod
     def _resolve_arch(cls, arch):

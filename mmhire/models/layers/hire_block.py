@@ -20,13 +20,15 @@ class HireBlock(nn.Module):
         pad_mode (str): Padding of the Hire module, see :class:`HireModule`.
         norm_cfg (dict): Norm layers of the block.
         fast (bool): Fast path of the Hire module (same results), see :class:`HireModule`.
+        graph_fold (bool): Weights folded in the recorded graph, see :class:`HireModule`.
     """
 
     def __init__(self, embed_dims, mlp_ratio=4., region_size=2, shift=0, drop_path=0.,
-                 pad_mode='circular', norm_cfg=dict(type='BN'), fast=True):
+                 pad_mode='circular', norm_cfg=dict(type='BN'), fast=True, graph_fold=True):
         super().__init__()
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.attn = HireModule(embed_dims, region_size, shift, pad_mode, norm_cfg, fast)
+        self.attn = HireModule(embed_dims, region_size, shift, pad_mode, norm_cfg, fast,
+                               graph_fold)
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.mlp = ConvMlp(embed_dims, int(embed_dims * mlp_ratio), embed_dims)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()

@@ -10,8 +10,7 @@ from .channels_last import (AddBranches, ChannelsLastGrad, in_channels_position_
 from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
 from .region_rearrange import (PAD_MODES, crop_and_unshift, fold_regions, shift_and_pad,
                                unfold_regions)
-from .traceable import is_graph_capture, shift_pad_fold as traceable_shift_pad_fold
-from .traceable import unfold_crop_unshift
+from .traceable import counting_plain_path, hire_graph, is_graph_capture
 
 
 class ConvMlp(nn.Module):
@@ -50,11 +49,16 @@ class HireModule(nn.Module):
             (the test oracle). While the module is recorded
             (``torch.jit.trace``, ``torch.onnx.export``, ``torch.export``, ``torch.compile``)
             it runs :meth:`forward_traceable` whatever ``fast`` says.
+        graph_fold (bool): Whether the recorded graph (:meth:`forward_traceable`) folds
+            ``proj`` and the branch weights into per-image weights, as the fast path does.
+            That pays on maps of more than ``C (p + 1)`` positions, the fast path's rule, but
+            a graph serves every size, so the choice is made here, per module; ``False``
+            keeps ``proj`` as a convolution in the graph. Same results either way.
     """
 
     def __init__(self, embed_dims: int, region_size: int, shift: int = 0,
                  pad_mode: str = 'circular', norm_cfg: dict = dict(type='BN'),
-                 fast: bool = True):
+                 fast: bool = True, graph_fold: bool = True):
         super().__init__()
         if pad_mode not in PAD_MODES:
             raise ValueError(f'pad_mode must be one of {PAD_MODES}, got {pad_mode!r}')
@@ -64,6 +68,7 @@ class HireModule(nn.Module):
         self.shift = shift
         self.pad_mode = pad_mode
         self.fast = fast
+        self.graph_fold = graph_fold
 
         self.mlp_h1 = nn.Conv2d(c * p, c // 2, 1, bias=False)
         self.mlp_h1_norm = build_norm_layer(norm_cfg, c // 2)[1]
@@ -76,17 +81,12 @@ class HireModule(nn.Module):
         self.reweight = ConvMlp(c, c // 4, c * 3)
         self.proj = nn.Conv2d(c, c, 1)
 
-    def _region_mlp(self, x, dim, fc1, norm, fc2, traceable):
+    def _region_mlp(self, x, dim, fc1, norm, fc2):
         """Mix the tokens of each region along ``dim`` (2 = height, 3 = width)."""
         length = x.shape[dim]
         p, shift = self.region_size, self.shift
-        if traceable:
-            x = traceable_shift_pad_fold(x, dim, p, shift, self.pad_mode)
-        else:
-            x = fold_regions(shift_and_pad(x, dim, p, shift, self.pad_mode), dim, p)
+        x = fold_regions(shift_and_pad(x, dim, p, shift, self.pad_mode), dim, p)
         x = fc2(self.act(norm(fc1(x))))
-        if traceable:
-            return unfold_crop_unshift(x, dim, length, p, shift)
         return crop_and_unshift(unfold_regions(x, dim, p), dim, length, shift)
 
     def _region_hidden(self, x, dim, fc1, norm):
@@ -162,22 +162,24 @@ class HireModule(nn.Module):
 
     def forward(self, x):
         if is_graph_capture():
-            return self.forward_traceable(x)
+            return self._forward_plain(x) if counting_plain_path() else self.forward_traceable(x)
         if self.takes_fast_path(x.shape[2], x.shape[3]):
             return self._forward_fast(x)
-        return self._forward_plain(x, traceable=False)
+        return self._forward_plain(x)
 
     def forward_traceable(self, x):
-        """The plain path with every size symbolic (see :mod:`~mmhire.models.layers.traceable`):
-        no Python decision on a size, nothing in place, no custom autograd function, so one
-        recorded graph (ONNX, ``torch.export``, ``torch.compile``) serves every input size.
-        :meth:`forward` takes it while the module is recorded."""
-        return self._forward_plain(x, traceable=True)
+        """The fast path's arithmetic as one graph of standard operators, every size
+        symbolic (:func:`~mmhire.models.layers.traceable.hire_graph`): no Python decision on a
+        size, nothing in place, no custom operator, so one recorded graph (ONNX,
+        ``torch.export``, ``torch.compile``) serves every input size. :meth:`forward` takes it
+        while the module is recorded."""
+        return hire_graph(self, x)
 
-    def _forward_plain(self, x, traceable):
+    def _forward_plain(self, x):
+        """The released formulation, step by step: the test oracle."""
         b, c = x.shape[:2]
-        h = self._region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2, traceable)
-        w = self._region_mlp(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2, traceable)
+        h = self._region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
+        w = self._region_mlp(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
         ch = self.mlp_c(x)
 
         # Branch weights: reweight's 3C outputs read as (C, 3), softmax over the 3 branches.
@@ -210,4 +212,5 @@ class HireModule(nn.Module):
 
     def extra_repr(self):
         return (f'embed_dims={self.embed_dims}, region_size={self.region_size}, '
-                f'shift={self.shift}, pad_mode={self.pad_mode!r}, fast={self.fast}')
+                f'shift={self.shift}, pad_mode={self.pad_mode!r}, fast={self.fast}, '
+                f'graph_fold={self.graph_fold}')
