@@ -114,6 +114,7 @@ def test_bad_options_get_a_clear_error():
         assert 'Traceback' not in out.stderr
 
 
+@pytest.mark.slow
 def test_onnxruntime_rows():
     """``--onnxruntime``: each backbone exported (TorchScript exporter) and timed in
     onnxruntime in the same run as eager, with the ratios the docs quote."""

@@ -159,7 +159,10 @@ def hire_graph(module, x: torch.Tensor) -> torch.Tensor:
     # branch's and proj's biases ride on the height branch's. The biases enter the batched
     # products as weights of a constant channel of the (small) hidden maps: a full-size add
     # each would cost as much as the product.
-    extra_bias = scaled[2] @ mlp_c.bias.reshape(c, 1) + proj.bias.reshape(c, 1)  # (B, C, 1)
+    # (a product and a sum, not a matrix product by a (C, 1) vector: inductor's decomposition
+    # of that product's backward guards on the batch size, and dynamic=True recompiled)
+    extra_bias = ((scaled[2] * mlp_c.bias.reshape(1, 1, c)).sum(2, keepdim=True)
+                  + proj.bias.reshape(c, 1))  # (B, C, 1)
 
     def region_branch(scaled_proj, weight, bias, hidden, length, extra):
         regions, across = hidden.shape[2], hidden.shape[3]
