@@ -1,7 +1,8 @@
 """Shared numeric helpers of the suite (imported as ``from numeric import ...``, see conftest)."""
 import torch
 
-from mmhire.models.layers.fuse import randomize_norms  # noqa: F401  (re-exported)
+from mmhire.analysis.numeric import (draw_away_from_kinks,  # noqa: F401  (re-exported)
+                                     randomize_norms)
 
 
 def assert_rel_close(a, b, rel=1e-4, scale=None):

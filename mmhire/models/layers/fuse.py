@@ -65,18 +65,3 @@ def fuse_bn_conv(bn: _BatchNorm, conv: nn.Conv2d, repeat: int = 1) -> nn.Conv2d:
     if conv.bias is not None:
         bias = bias + conv.bias.double()
     return _new_conv(conv, weight * scale.reshape(1, -1, 1, 1), bias)
-
-
-@torch.no_grad()
-def randomize_norms(model: nn.Module) -> nn.Module:
-    """Non-trivial BatchNorm statistics and affine parameters (in place), so that checks of
-    folding and of the formulations against each other see real normalisations, not the
-    identity a fresh BatchNorm is. Returns ``model``. (Used by the tests and
-    ``tools/gpu_check.py``.)"""
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.running_mean.uniform_(-1, 1)
-            m.running_var.uniform_(0.3, 2)
-            m.weight.uniform_(0.5, 1.5)
-            m.bias.uniform_(-0.5, 0.5)
-    return model
