@@ -1,6 +1,8 @@
 # Semantic FPN, Hire-MLP-Tiny backbone, ADE20K, 512x512 crops, 40k iterations.
-# The authors' recipe: AdamW lr 2e-4, weight decay 0.05, poly (power 0.9), drop_path 0.1,
-# 4 images per GPU on 8 GPUs (32 per step), SyncBN.
+# The authors' recipe, as in their mmseg-v0.11/configs/sem_fpn/hire_mlp_small_512x512_ade20k.py
+# (ggjy/Hire-Wave-MLP.pytorch; they release no Tiny or Base file): 40k iterations, AdamW lr
+# 2e-4, weight decay 0.05, poly (power 0.9), drop_path 0.1, SyncBN, 4 images per GPU. The file
+# does not say how many GPUs: base_batch_size 32 below assumes 8.
 _base_ = ['mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py', './_base_/exact_resume.py']
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 

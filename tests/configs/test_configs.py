@@ -11,12 +11,34 @@ EXPECTED = {  # what the mission promises, so a config cannot silently disappear
     'configs/maskrcnn_hire_b_fpn_1x_coco.py', 'configs/retinanet_hire_t_fpn_1x_coco.py',
     'configs/retinanet_hire_s_fpn_1x_coco.py', 'configs/retinanet_hire_b_fpn_1x_coco.py',
     'configs/fpn_hire_t_512x512_40k_ade20k.py', 'configs/fpn_hire_s_512x512_40k_ade20k.py',
-    'configs/fpn_hire_b_512x512_40k_ade20k.py', 'configs/upernet_hire_s_512x512_160k_ade20k.py',
+    'configs/fpn_hire_b_512x512_40k_ade20k.py', 'configs/upernet_hire_s_512x512_80k_ade20k.py',
 }
 
 
 def test_all_configs_present():
     assert EXPECTED <= set(ALL_CONFIGS)
+
+
+# The authors' released segmentation files (ggjy/Hire-Wave-MLP.pytorch, mmseg-v0.11/configs):
+# (iterations, lr, weight decay, drop path, poly power, warm-up iterations, validation interval)
+AUTHORS_SEG_RECIPES = {
+    'configs/upernet_hire_s_512x512_80k_ade20k.py': (80000, 1.2e-4, 0.01, 0.2, 1.0, 800, 2000),
+    'configs/fpn_hire_t_512x512_40k_ade20k.py': (40000, 2e-4, 0.05, 0.1, 0.9, 0, 4000),
+}
+
+
+@pytest.mark.parametrize('config', sorted(AUTHORS_SEG_RECIPES))
+def test_segmentation_configs_follow_the_authors_files(config):
+    iters, lr, decay, drop_path, power, warmup, val_interval = AUTHORS_SEG_RECIPES[config]
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    assert cfg.train_cfg.max_iters == iters and cfg.train_cfg.val_interval == val_interval
+    assert cfg.optim_wrapper.optimizer.lr == lr
+    assert cfg.optim_wrapper.optimizer.weight_decay == decay
+    assert cfg.model.backbone.drop_path_rate == drop_path
+    poly = [s for s in cfg.param_scheduler if s.type == 'PolyLR']
+    assert len(poly) == 1 and poly[0].power == power and poly[0].end == iters
+    assert poly[0].begin == warmup
+    assert str(iters // 1000) + 'k' in config  # the name says the schedule
 
 
 @pytest.mark.parametrize('config', ALL_CONFIGS)

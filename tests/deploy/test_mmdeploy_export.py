@@ -92,7 +92,7 @@ def test_mask_rcnn_deploys(demo_data, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name,scale', [('fpn_hire_t_512x512_40k_ade20k.py', (128, 96)),
-                                        ('upernet_hire_s_512x512_160k_ade20k.py', (256, 256))])
+                                        ('upernet_hire_s_512x512_80k_ade20k.py', (256, 256))])
 def test_segmentors_deploy(demo_data, tmp_path, name, scale):
     cfg = small_config(name, demo_data, tmp_path, scale)
     ckpt = save_random_checkpoint(cfg, tmp_path / 'seg.pth')

@@ -1,13 +1,14 @@
 """torch.compile(HireMLP, fullgraph=True): one graph, the eager model's outputs and gradients,
 in eval and for a training step, with static shapes and with dynamic=True (one compiled graph
 for several input sizes)."""
+import contextlib
 import copy
 
 import pytest
 import torch
 import torch._functorch.config  # noqa: F401  (torch.compile imports it late)
 import torch._inductor.config  # noqa: F401
-from numeric import assert_rel_close, randomize_norms
+from numeric import assert_rel_close, draw_away_from_kinks, randomize_norms
 
 from mmhire import HireMLP
 
@@ -35,6 +36,18 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
+def inductor_options(dynamic):
+    """With dynamic=True: scalar C++ kernels without bound asserts on gathered indices. The
+    graph, its guards, decompositions and lowerings are the defaults'; only the kernels' C++
+    differs. Vectorising kernels with symbolic sizes simplifies every index expression with
+    sympy: measured on 2 cores, the training-step compile took 580 s with the defaults and 331 s
+    with these. (The static tests compile with the defaults, vectorised, as users do.)"""
+    if not dynamic:
+        return contextlib.nullcontext()
+    return torch._inductor.config.patch({'cpp.vec_isa_ok': False,
+                                         'assert_indirect_indexing': False})
+
+
 # static: one size; dynamic: sizes whose stage maps differ in parity, padding and batch. Not
 # used: sizes that recompile by design of dynamo, a 1 anywhere (a batch of 1, a stage with one
 # region) and a batch equal to the channel count (dynamo gives equal sizes one symbol, and the
@@ -49,9 +62,10 @@ TRAIN_SIZES = {False: [(2, 3, 64, 96)], True: [(4, 3, 75, 93), (2, 3, 75, 93)]}
 @pytest.mark.slow
 @pytest.mark.parametrize('dynamic', [False, True], ids=['static', 'dynamic'])
 def test_compiled_eval_equals_eager(dynamic):
+    torch.manual_seed(0)
     model = make_model().eval()
     compiled = torch.compile(model, fullgraph=True, dynamic=dynamic)
-    with torch.no_grad():
+    with torch.no_grad(), inductor_options(dynamic):
         for size in SIZES[dynamic]:
             x = torch.randn(*size)
             for a, b in zip(model(x), compiled(x)):
@@ -62,22 +76,26 @@ def test_compiled_eval_equals_eager(dynamic):
 @pytest.mark.slow
 @pytest.mark.parametrize('dynamic', [False, True], ids=['static', 'dynamic'])
 def test_compiled_training_step_equals_eager(dynamic):
+    torch.manual_seed(0)
     eager = make_model().train()
     model = copy.deepcopy(eager)
     compiled = torch.compile(model, fullgraph=True, dynamic=dynamic)
-    for size in TRAIN_SIZES[dynamic]:
-        x = torch.randn(*size)
-        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-        outs_a, outs_b = eager(xa), compiled(xb)
-        for a, b in zip(outs_a, outs_b):
-            assert_rel_close(a, b, 1e-4)
-        weights = [torch.randn_like(o) for o in outs_a]
-        sum((o * w).sum() for o, w in zip(outs_a, weights)).backward()
-        sum((o * w).sum() for o, w in zip(outs_b, weights)).backward()
-        assert_rel_close(xa.grad, xb.grad, 1e-3)
-        scale = max(p.grad.abs().max() for p in eager.parameters())
-        for (name, pa), pb in zip(eager.named_parameters(), model.parameters()):
-            assert_rel_close(pa.grad, pb.grad, 1e-3, scale), name
-        for (name, ba), bb in zip(eager.named_buffers(), model.buffers()):
-            assert_rel_close(ba.float(), bb.float(), 1e-4), name  # BN statistics moved alike
-        eager.zero_grad(), model.zero_grad()
+    with inductor_options(dynamic):
+        for size in TRAIN_SIZES[dynamic]:
+            # eager and compiled float32 round differently: no pre-activation at a ReLU kink
+            x = draw_away_from_kinks(copy.deepcopy(eager).double(),
+                                     lambda: (torch.randn(*size).double(),))[0].float()
+            xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+            outs_a, outs_b = eager(xa), compiled(xb)
+            for a, b in zip(outs_a, outs_b):
+                assert_rel_close(a, b, 1e-4)
+            weights = [torch.randn_like(o) for o in outs_a]
+            sum((o * w).sum() for o, w in zip(outs_a, weights)).backward()
+            sum((o * w).sum() for o, w in zip(outs_b, weights)).backward()
+            assert_rel_close(xa.grad, xb.grad, 1e-3)
+            scale = max(p.grad.abs().max() for p in eager.parameters())
+            for (name, pa), pb in zip(eager.named_parameters(), model.parameters()):
+                assert_rel_close(pa.grad, pb.grad, 1e-3, scale), name
+            for (name, ba), bb in zip(eager.named_buffers(), model.buffers()):
+                assert_rel_close(ba.float(), bb.float(), 1e-4), name  # BN statistics moved alike
+            eager.zero_grad(), model.zero_grad()
