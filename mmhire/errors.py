@@ -42,3 +42,8 @@ class DemoDataError(MMHireError, RuntimeError):
 
 class AmpError(MMHireError, ValueError):
     """Mixed precision was asked for in a way this device cannot run; the message says how."""
+
+
+class CompareError(MMHireError, ValueError):
+    """A comparison was asked for something it cannot do: an unknown backbone, a size list that
+    does not parse, an output folder that already holds a report, a missing optional package."""

@@ -5,10 +5,13 @@ import os.path as osp
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# every runnable config (configs/_base_/ holds fragments that the others inherit)
-ALL_CONFIGS = sorted(osp.relpath(p, ROOT)
-                     for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
-                     if '_base_' not in p)
+# every runnable HireMLP config (configs/_base_/ holds fragments that the others inherit;
+# configs/baselines/ holds the peers' configs, tested on their own)
+_FILES = sorted(osp.relpath(p, ROOT)
+                for p in glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+                if '_base_' not in p)
+ALL_CONFIGS = [p for p in _FILES if not p.startswith(osp.join('configs', 'baselines'))]
+BASELINE_CONFIGS = [p for p in _FILES if p.startswith(osp.join('configs', 'baselines'))]
 
 
 def _set_scales(pipeline, scale, crop):
@@ -20,13 +23,15 @@ def _set_scales(pipeline, scale, crop):
 
 
 def shrink(cfg: Config, demo_root: str, work_dir: str) -> Config:
-    """One stage-depth-1 backbone with the config's own widths, tiny images, the demo data."""
+    """A HireMLP backbone of depth 1 per stage with the config's own widths (other backbones
+    as they are), no pretrained weights, tiny images, the demo data."""
     cfg = cfg.copy() if hasattr(cfg, 'copy') else cfg
     cfg.work_dir = work_dir
     cfg.launcher = 'none'
     det = cfg.default_scope == 'mmdet'
     backbone = cfg.model.backbone
-    backbone.arch = dict(depths=[1, 1, 1, 1], embed_dims=_dims(backbone.arch))
+    if backbone.type == 'HireMLP':
+        backbone.arch = dict(depths=[1, 1, 1, 1], embed_dims=_dims(backbone.arch))
     backbone.init_cfg = None
     for split in ('train', 'val', 'test'):
         loader = cfg[f'{split}_dataloader']

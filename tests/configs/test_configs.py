@@ -2,7 +2,7 @@
 import os.path as osp
 
 import pytest
-from config_helpers import ALL_CONFIGS, ROOT, shrink
+from config_helpers import ALL_CONFIGS, BASELINE_CONFIGS, ROOT, shrink
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -70,3 +70,59 @@ def test_config_trains_and_evaluates(config, demo_data, tmp_path):
     assert key in metrics, metrics
     if 'maskrcnn' in config:
         assert 'coco/segm_mAP' in metrics
+
+
+BASELINE_BACKBONES = {'r50': ('ResNet', 'ResNetV1c'), 'swin-t': ('SwinTransformer',),
+                      'pvtv2-b2': ('PyramidVisionTransformerV2',
+                                   'mmdet.PyramidVisionTransformerV2'),
+                      'convnext-t': ('mmpretrain.ConvNeXt',)}
+
+
+def _mmpretrain_importable():
+    try:
+        import mmpretrain.models  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_baselines_cover_every_host_and_peer():
+    hosts = ('maskrcnn', 'retinanet', 'fpn')
+    assert len(BASELINE_CONFIGS) == len(hosts) * len(BASELINE_BACKBONES)
+    for host in hosts:
+        for peer in BASELINE_BACKBONES:
+            assert any(osp.basename(c).startswith(f'{host}_{peer}_') for c in BASELINE_CONFIGS)
+
+
+@pytest.mark.parametrize('config', BASELINE_CONFIGS)
+def test_baseline_differs_from_its_hiremlp_config_only_in_the_backbone(config):
+    """Everything but the backbone, the neck's input widths and custom_imports is the HireMLP-S
+    config's: schedule, optimizer, data, heads, seeds."""
+    cfg = Config.fromfile(osp.join(ROOT, config), import_custom_modules=False)
+    host = osp.basename(config).split('_')[0]
+    base = Config.fromfile(osp.join(ROOT, 'configs', {
+        'maskrcnn': 'maskrcnn_hire_s_fpn_1x_coco.py',
+        'retinanet': 'retinanet_hire_s_fpn_1x_coco.py',
+        'fpn': 'fpn_hire_s_512x512_40k_ade20k.py'}[host]))
+    peer = osp.basename(config).split('_')[1]
+    assert cfg.model.backbone.type in BASELINE_BACKBONES[peer]
+    assert cfg.model.backbone.init_cfg.checkpoint.startswith('checkpoints/')
+    a, b = cfg.to_dict(), base.to_dict()
+    for d in (a, b):
+        d['model'].pop('backbone')
+        d['model']['neck'].pop('in_channels')
+        for key in ('custom_imports', 'pretrained', 'arch', 'filename'):
+            d.pop(key, None)
+    assert a == b
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', BASELINE_CONFIGS)
+def test_baseline_trains_a_step(config, demo_data, tmp_path):
+    if 'convnext' in config and not _mmpretrain_importable():
+        pytest.skip("ConvNeXt comes from mmpretrain, not importable here (pip install -e "
+                    "'.[peers]'; on this stack it also needs torchvision: docs/install.md)")
+    cfg = shrink(Config.fromfile(osp.join(ROOT, config)), demo_data, str(tmp_path))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 1

@@ -1,0 +1,19 @@
+# Semantic FPN, PVTv2-b2 backbone, ADE20K 40k.
+# fpn_hire_s_512x512_40k_ade20k.py with only the backbone, the neck's input widths and the pretrained
+# weights changed (same schedule, optimizer, drop path, data and seeds): the paper's
+# claim on equal terms.
+# Pretrained weights, saved as checkpoints/pvt_v2_b2.pth:
+# https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b2.pth
+_base_ = ['../fpn_hire_s_512x512_40k_ade20k.py']
+custom_imports = dict(imports=['mmhire', 'mmdet.models'], allow_failed_imports=False)
+
+pretrained = 'checkpoints/pvt_v2_b2.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmdet.PyramidVisionTransformerV2',
+        embed_dims=64,
+        num_layers=[3, 4, 6, 3],
+        drop_path_rate=0.1,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[64, 128, 320, 512]))

@@ -1,0 +1,21 @@
+# RetinaNet, ConvNeXt-T backbone, FPN, COCO 1x.
+# retinanet_hire_s_fpn_1x_coco.py with only the backbone, the neck's input widths and the pretrained
+# weights changed (same schedule, optimizer, drop path, data and seeds): the paper's
+# claim on equal terms.
+# Pretrained weights, saved as checkpoints/convnext-tiny_in1k.pth:
+# https://download.openmmlab.com/mmclassification/v0/convnext/downstream/convnext-tiny_3rdparty_32xb128-noema_in1k_20220301-795e9634.pth
+_base_ = ['../retinanet_hire_s_fpn_1x_coco.py']
+custom_imports = dict(imports=['mmhire', 'mmpretrain.models'], allow_failed_imports=False)
+
+pretrained = 'checkpoints/convnext-tiny_in1k.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='mmpretrain.ConvNeXt',
+        arch='tiny',
+        out_indices=[0, 1, 2, 3],
+        drop_path_rate=0.1,
+        layer_scale_init_value=1.0,
+        gap_before_final_norm=False,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained, prefix='backbone.')),
+    neck=dict(in_channels=[96, 192, 384, 768]))

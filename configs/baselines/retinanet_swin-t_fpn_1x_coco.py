@@ -1,0 +1,26 @@
+# RetinaNet, Swin-T backbone, FPN, COCO 1x.
+# retinanet_hire_s_fpn_1x_coco.py with only the backbone, the neck's input widths and the pretrained
+# weights changed (same schedule, optimizer, drop path, data and seeds): the paper's
+# claim on equal terms.
+# Pretrained weights, saved as checkpoints/swin_tiny_patch4_window7_224.pth:
+# https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth
+_base_ = ['../retinanet_hire_s_fpn_1x_coco.py']
+custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
+
+pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='SwinTransformer',
+        embed_dims=96,
+        depths=[2, 2, 6, 2],
+        num_heads=[3, 6, 12, 24],
+        window_size=7,
+        mlp_ratio=4,
+        qkv_bias=True,
+        drop_path_rate=0.1,
+        patch_norm=True,
+        out_indices=(0, 1, 2, 3),
+        convert_weights=True,  # the official Swin checkpoint's keys
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    neck=dict(in_channels=[96, 192, 384, 768]))

@@ -1,0 +1,70 @@
+"""tools/compare.py end to end on small variants, and its one-line errors."""
+import json
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def run(*args):
+    return subprocess.run([sys.executable, 'tools/compare.py', *args], cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+def _mmpretrain_importable():
+    try:
+        import mmpretrain.models  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_compare_writes_the_report(tmp_path):
+    out = tmp_path / 'cmp'
+    done = run('--small', '--backbones', 'hire_t', 'mlp_mixer', '--sizes', '224x224', '61x45',
+               '--scaling', '32', '64', '--repeats', '1', '--warmup', '0', '--out', str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert 'flexibility' in done.stdout and 'report:' in done.stdout  # progress lines
+    report = json.loads((out / 'report.json').read_text())
+    hire, mixer = report['backbones']['hire_t'], report['backbones']['mlp_mixer']
+    assert hire['sizes'] == {'224x224': 'ok', '61x45': 'ok'}
+    assert all(cells == {'224x224': 'ok', '61x45': 'ok'} for cells in hire['sizes_in'].values())
+    assert set(hire['sizes_in']) == {'retinanet', 'semantic_fpn'}
+    assert hire['params_m'] > 0 and hire['gmacs'] > 0 and hire['latency_ms'] > 0
+    if _mmpretrain_importable():
+        assert mixer['sizes']['224x224'] == 'ok'
+        assert "doesn't support dynamic input shape" in mixer['sizes']['61x45']
+    else:  # the row stays, and says how to get the peer
+        assert all("pip install -e '.[peers]'" in c for c in mixer['sizes'].values())
+    assert all(c.startswith('no feature pyramid') for cells in mixer['sizes_in'].values()
+               for c in cells.values())
+    text = (out / 'report.md').read_text()
+    assert '| HireMLP-T | ok | ok |' in text and 'MLP-Mixer-B/16' in text
+
+
+def test_compare_bad_input_is_one_line():
+    cases = [(['--backbones', 'hire_t', 'resnet51'], "unknown backbone(s) 'resnet51'; known:"),
+             (['--sizes', '800by1216'], "cannot read the size '800by1216'")]
+    for args, message in cases:
+        done = run(*args)
+        assert done.returncode == 1 and message in done.stderr, done.stderr[-2000:]
+        assert 'Traceback' not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_compare_refuses_a_folder_with_a_report(tmp_path):
+    (tmp_path / 'report.json').write_text('{}')
+    done = run('--out', str(tmp_path))
+    assert done.returncode == 1 and 'already holds a report' in done.stderr
+    assert (tmp_path / 'report.json').read_text() == '{}'
+
+
+def test_compare_help_and_list():
+    helped = run('--help')
+    assert helped.returncode == 0 and 'Quick start:' in helped.stdout
+    assert 'python tools/compare.py --small' in helped.stdout
+    listed = run('--list')
+    assert listed.returncode == 0 and 'mlp_mixer' in listed.stdout and 'HireMLP-T' in listed.stdout
