@@ -60,6 +60,21 @@ def pytest_configure(config):
     config.addinivalue_line('markers', 'slow: end-to-end runs (minutes); skip with -m "not slow"')
 
 
+# Minutes each on 2 cores (docs/testing.md): run first, so that with two xdist workers the
+# short tests fill in around them instead of one long test finishing alone at the end
+LONGEST_FIRST = ('test_hire_mlp_compile.py', 'test_mmengine_compile_trains_and_evaluates',
+                 'test_exact_resume.py', 'test_backbone_export[circular-dynamo')
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        for i, name in enumerate(LONGEST_FIRST):
+            if name in item.nodeid:
+                return i
+        return len(LONGEST_FIRST) + (0 if item.get_closest_marker('slow') else 1)
+    items.sort(key=rank)  # stable: the file order within each rank
+
+
 @pytest.fixture(scope='session')
 def demo_data(tmp_path_factory):
     """Small demo COCO and ADE sets made once per session; returns their parent folder."""
