@@ -7,15 +7,8 @@ import pytest
 import torch
 
 from mmhire.analysis import compare, peers
+from mmhire.analysis.peers import mmpretrain_importable
 from mmhire.errors import CompareError
-
-
-def _mmpretrain_importable():
-    try:
-        import mmpretrain.models  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def test_parse_size():
@@ -48,7 +41,7 @@ def test_small_variants_give_the_declared_pyramid(name):
 
 
 def test_mmpretrain_peer_without_mmpretrain_names_the_install_command():
-    if _mmpretrain_importable():
+    if mmpretrain_importable():
         pytest.skip('mmpretrain is importable here')
     with pytest.raises(CompareError, match=r"needs mmpretrain .*pip install -e '\.\[peers\]'"):
         peers.build_backbone('mlp_mixer', small=True)

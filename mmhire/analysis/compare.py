@@ -24,7 +24,8 @@ import torch
 
 from mmhire.errors import CompareError
 
-from .peers import NO_PYRAMID, PEERS, build_backbone, check_names, out_channels
+from .peers import (NO_PYRAMID, PEERS, backbone_cfg, build_backbone, check_names,
+                    import_toolbox, out_channels)
 
 Size = Tuple[int, int]
 DEFAULT_SIZES = ((224, 224), (800, 1216), (333, 517), (61, 45), (16, 16))
@@ -70,7 +71,6 @@ def _backbone_step(name, size, small, batch=2):
 
 
 def _model_cfg(name, context, small, base_cfgs):
-    from .peers import backbone_cfg
     cfg = copy.deepcopy(base_cfgs[context].model)
     cfg.backbone = backbone_cfg(name, small, scope='mmdet' if context == 'retinanet' else 'mmseg')
     cfg.neck.in_channels = list(out_channels(name, small))
@@ -89,7 +89,6 @@ def _model_step(name, context, size, small, base_cfgs, batch=2):
     from mmengine.registry import DefaultScope
     from mmengine.structures import InstanceData, PixelData
 
-    from .peers import import_toolbox
     import_toolbox(PEERS[name].toolbox)
     scope = 'mmdet' if context == 'retinanet' else 'mmseg'
     h, w = size

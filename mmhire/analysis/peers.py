@@ -100,6 +100,15 @@ def out_channels(name: str, small: bool = False) -> Tuple[int, ...]:
     return peer.small_channels if small else peer.channels
 
 
+def mmpretrain_importable() -> bool:
+    """Whether mmpretrain's models import here (they need a torchvision that matches torch)."""
+    try:
+        import mmpretrain.models  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def import_toolbox(toolbox: str):
     """Import what registers a toolbox's backbones; a missing optional one raises
     :class:`CompareError` with its install command."""

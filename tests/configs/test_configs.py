@@ -6,6 +6,8 @@ from config_helpers import ALL_CONFIGS, BASELINE_CONFIGS, ROOT, shrink
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mmhire.analysis.peers import mmpretrain_importable
+
 EXPECTED = {  # what the mission promises, so a config cannot silently disappear
     'configs/maskrcnn_hire_s_fpn_1x_coco.py', 'configs/maskrcnn_hire_t_fpn_1x_coco.py',
     'configs/maskrcnn_hire_b_fpn_1x_coco.py', 'configs/retinanet_hire_t_fpn_1x_coco.py',
@@ -98,14 +100,6 @@ BASELINE_BACKBONES = {'r50': ('ResNet', 'ResNetV1c'), 'swin-t': ('SwinTransforme
                       'convnext-t': ('mmpretrain.ConvNeXt',)}
 
 
-def _mmpretrain_importable():
-    try:
-        import mmpretrain.models  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def test_baselines_cover_every_host_and_peer():
     hosts = ('maskrcnn', 'retinanet', 'fpn')
     assert len(BASELINE_CONFIGS) == len(hosts) * len(BASELINE_BACKBONES)
@@ -139,7 +133,7 @@ def test_baseline_differs_from_its_hiremlp_config_only_in_the_backbone(config):
 @pytest.mark.slow
 @pytest.mark.parametrize('config', BASELINE_CONFIGS)
 def test_baseline_trains_a_step(config, demo_data, tmp_path):
-    if 'convnext' in config and not _mmpretrain_importable():
+    if 'convnext' in config and not mmpretrain_importable():
         pytest.skip("ConvNeXt comes from mmpretrain, not importable here (pip install -e "
                     "'.[peers]'; on this stack it also needs torchvision: docs/install.md)")
     cfg = shrink(Config.fromfile(osp.join(ROOT, config)), demo_data, str(tmp_path))

@@ -6,20 +6,14 @@ import sys
 
 import pytest
 
+from mmhire.analysis.peers import mmpretrain_importable
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def run(*args):
     return subprocess.run([sys.executable, 'tools/compare.py', *args], cwd=ROOT,
                           capture_output=True, text=True)
-
-
-def _mmpretrain_importable():
-    try:
-        import mmpretrain.models  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @pytest.mark.slow
@@ -35,7 +29,7 @@ def test_compare_writes_the_report(tmp_path):
     assert all(cells == {'224x224': 'ok', '61x45': 'ok'} for cells in hire['sizes_in'].values())
     assert set(hire['sizes_in']) == {'retinanet', 'semantic_fpn'}
     assert hire['params_m'] > 0 and hire['gmacs'] > 0 and hire['latency_ms'] > 0
-    if _mmpretrain_importable():
+    if mmpretrain_importable():
         assert mixer['sizes']['224x224'] == 'ok'
         assert "doesn't support dynamic input shape" in mixer['sizes']['61x45']
     else:  # the row stays, and says how to get the peer
