@@ -147,10 +147,18 @@ def onnxruntime_latency_ms(path: str, x: torch.Tensor, repeats: int = 3) -> floa
     return median_latency_ms(lambda: session.run(None, feed), repeats)
 
 
-def run_onnxruntime(path: str, x: torch.Tensor):
-    """Run the file in onnxruntime (CPU) on ``x``; returns the outputs as numpy arrays."""
+def onnxruntime_session(path: str):
+    """An onnxruntime CPU session of the file. Building one optimises the whole graph (seconds
+    for a backbone): make one per file and run it on every input."""
     ort = _require('onnxruntime')
-    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    return ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+
+
+def run_onnxruntime(path_or_session, x: torch.Tensor):
+    """Run the file (a path, or a session of :func:`onnxruntime_session`) in onnxruntime (CPU)
+    on ``x``; returns the outputs as numpy arrays."""
+    session = (onnxruntime_session(path_or_session) if isinstance(path_or_session, str)
+               else path_or_session)
     return session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy()})
 
 
@@ -159,12 +167,13 @@ def compare_onnxruntime(model: torch.nn.Module, path: str, inputs):
     difference over all outputs and the largest relative one (each output's difference over
     its own largest magnitude). Returns ``[(shape, max_abs, max_rel), ...]``."""
     model.eval()
+    session = onnxruntime_session(path)
     rows = []
     for x in inputs:
         with torch.no_grad():
             expected = model(x)
         expected = expected if isinstance(expected, (tuple, list)) else (expected,)
-        got = run_onnxruntime(path, x)
+        got = run_onnxruntime(session, x)
         if len(got) != len(expected):
             raise DeployError(f'{path} returned {len(got)} outputs, the model {len(expected)}')
         max_abs = max_rel = 0.
