@@ -67,6 +67,7 @@ def demo_data_hint(kind, args):
 
 def make_data(task, args):
     """The demo set of ``task``; returns its folder and the config options that point at it."""
+    from mmhire.apis import schedule_options
     from mmhire.datasets.demo_data import make_ade, make_coco
     sizes = {k: v for k, v in (('num_train', args.num_train), ('num_val', args.num_val)) if v}
     if task == 'det':
@@ -92,31 +93,6 @@ def make_data(task, args):
     options['train_cfg.val_begin'] = 10**6  # evaluated once, after training (not twice)
     options.update(args.cfg_options or {})
     return val_images, options
-
-
-def schedule_options(config, key, length):
-    """Config options that make ``config`` train for ``length`` epochs or iterations.
-
-    The learning-rate schedules and the checkpoint interval that end where the training does
-    (``train_cfg[key]``) end at ``length`` too, so that a longer run still anneals and a shorter
-    one still ends at a low rate and saves its checkpoint.
-    """
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
-    old = cfg.train_cfg[key]
-    options = {f'train_cfg.{key}': length}
-    if cfg.train_cfg.get('val_interval') == old:
-        options['train_cfg.val_interval'] = length
-    if cfg.default_hooks.get('checkpoint', {}).get('interval') == old:
-        options['default_hooks.checkpoint.interval'] = length
-    by_epoch = key == 'max_epochs'
-    for i, scheduler in enumerate(cfg.get('param_scheduler') or []):
-        if scheduler.get('by_epoch', True) != by_epoch:  # a warm-up counted in iterations
-            continue
-        for name in ('end', 'T_max'):
-            if scheduler.get(name) == old:
-                options[f'param_scheduler.{i}.{name}'] = length
-    return options
 
 
 def free_name(path):

@@ -212,18 +212,27 @@ def default_out_dir() -> str:
         '%Y%m%d_%H%M%S'))
 
 
-def build_report(names, flex=None, costs=None, meta=None) -> dict:
+def build_report(names, flex=None, costs=None, meta=None, metrics=None) -> dict:
     """One entry per backbone: ``label``, ``params_m``, ``gmacs``, ``latency_ms`` (at the
     cost size), ``sizes`` (the backbone alone: 'HxW' -> cell), ``sizes_in`` (per host model)
-    and ``scaling``; ``metrics`` where trained."""
+    and ``scaling``; ``metrics`` (``{task: summary}``, :mod:`.training`) where trained or
+    collected. A collected backbone that is not a known peer gets an entry of its own."""
     backbones = {}
-    for name in names:
-        entry = dict(label=PEERS[name].label, toolbox=PEERS[name].toolbox)
+    metrics = metrics or {}
+    for name in list(names) + [n for n in metrics if n not in names]:
+        if name in PEERS:
+            entry = dict(label=PEERS[name].label, toolbox=PEERS[name].toolbox)
+        else:
+            label = next((t.get('label') for t in metrics[name].values() if t.get('label')),
+                         name)
+            entry = dict(label=label, toolbox='')
         if costs and name in costs:
             entry.update({k: v for k, v in costs[name].items()})
         if flex and name in flex:
             entry['sizes'] = flex[name].get('backbone', {})
             entry['sizes_in'] = {c: cells for c, cells in flex[name].items() if c != 'backbone'}
+        if name in metrics:
+            entry['metrics'] = metrics[name]
         backbones[name] = entry
     return dict(meta=meta or {}, backbones=backbones)
 
@@ -285,8 +294,94 @@ def report_markdown(report: dict) -> str:
                     for b in costed.values()]
             parts += [f'### {unit} against resolution', '', _md_table(['backbone'] + sides, rows),
                       '']
+    parts += _accuracy_markdown(report)
     parts += ['Plots: ' + ', '.join(f'`{p}`' for p in meta.get('plots', [])) or '', '']
     return '\n'.join(parts)
+
+
+def _mean_std(summary, key) -> str:
+    if key not in summary.get('mean', {}):
+        return '-'
+    n = summary.get('n', 1)
+    mean, std = summary['mean'][key], summary['std'][key]
+    return f'{mean:.3f} ± {std:.3f} (n={n})' if n > 1 else f'{mean:.3f} (n=1)'
+
+
+def _accuracy_markdown(report: dict) -> List[str]:
+    from .training import TASKS
+    meta, backbones = report['meta'], report['backbones']
+    trained = {n: b for n, b in backbones.items() if b.get('metrics')}
+    if not trained:
+        return []
+    parts = ['## Accuracy under one recipe', '']
+    if meta.get('train'):
+        parts += [meta['train'], '']
+    tasks = []
+    for b in trained.values():
+        tasks += [t for t in b['metrics'] if t not in tasks]
+    for task in tasks:
+        keys = list(TASKS[task].metrics) if task in TASKS else sorted(
+            {k for b in trained.values() for k in b['metrics'].get(task, {}).get('mean', {})})
+        rows = []
+        for b in trained.values():
+            summary = b['metrics'].get(task)
+            if summary is None:
+                continue
+            if 'error' in summary:
+                rows.append([b['label'], summary['error']] + [''] * (len(keys) + 2))
+                continue
+            memory = summary.get('memory_mb') or summary.get('peak_rss_mb')
+            rows.append([b['label']] + [_mean_std(summary, k) for k in keys]
+                        + [f"{summary['s_per_step']:.2f}" if summary.get('s_per_step') else '-',
+                           f'{memory:.0f}' if memory else '-',
+                           f"{b['latency_ms']:.0f}" if 'latency_ms' in b else '-'])
+        title = TASKS[task].label if task in TASKS else task
+        latency = f"latency at {meta.get('cost_size', '-')} (ms)"
+        header = (['backbone'] + [f'{k} (mean ± std)' for k in keys]
+                  + ['s / step', 'peak memory (MB)', latency])
+        lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+        lines += ['| ' + ' | '.join(_cell(c, 120) for c in row) + ' |' for row in rows]
+        parts += [f'### {title}', '', '\n'.join(lines), '']
+    return parts
+
+
+def plot_accuracy(report: dict, out_dir: str) -> List[str]:
+    """The headline metric (mean, with its spread over seeds) against latency: the latency of
+    the cost check where it ran, else the seconds per training step. One panel per task."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from .training import TASKS
+    trained = {n: b for n, b in report['backbones'].items() if b.get('metrics')}
+    tasks = []
+    for b in trained.values():
+        tasks += [t for t, s in b['metrics'].items() if t not in tasks and s.get('mean')]
+    if not tasks:
+        return []
+    use_latency = all('latency_ms' in b for b in trained.values())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        key = TASKS[task].metrics[0] if task in TASKS else None
+        for b in trained.values():
+            summary = b['metrics'].get(task, {})
+            means = summary.get('mean', {})
+            k = key if key in means else next(iter(means), None)
+            x = b.get('latency_ms') if use_latency else summary.get('s_per_step')
+            if k is None or x is None:
+                continue
+            ax.errorbar([x], [means[k]], yerr=[summary['std'][k]], marker='o', capsize=3,
+                        label=b['label'])
+        ax.set_title(TASKS[task].label if task in TASKS else task)
+        ax.set_xlabel(f"CPU latency at {report['meta'].get('cost_size')} (ms)" if use_latency
+                      else 's per training step')
+        ax.set_ylabel(key or 'metric')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, 'accuracy_vs_latency.png'), dpi=100)
+    plt.close(fig)
+    return ['accuracy_vs_latency.png']
 
 
 def plot_scaling(report: dict, out_dir: str) -> List[str]:
@@ -323,7 +418,7 @@ def write_report(report: dict, out_dir: str) -> Dict[str, str]:
     already holds a report is refused). Returns the paths written."""
     check_out_dir(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    report['meta']['plots'] = plot_scaling(report, out_dir)
+    report['meta']['plots'] = plot_scaling(report, out_dir) + plot_accuracy(report, out_dir)
     paths = {f: os.path.join(out_dir, f) for f in REPORT_FILES}
     with open(paths['report.json'], 'w') as f:
         json.dump(report, f, indent=1)

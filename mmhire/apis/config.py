@@ -88,3 +88,28 @@ def close_process_group():
         gc.collect()
         dist.barrier()
         dist.destroy_process_group()
+
+
+def schedule_options(config, key, length):
+    """Config options (as ``--cfg-options`` takes them) that make ``config`` (a path or a
+    loaded config) train for ``length`` epochs or iterations.
+
+    The learning-rate schedules and the checkpoint interval that end where the training does
+    (``train_cfg[key]``) end at ``length`` too, so that a longer run still anneals and a shorter
+    one still ends at a low rate and saves its checkpoint.
+    """
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
+    old = cfg.train_cfg[key]
+    options = {f'train_cfg.{key}': length}
+    if cfg.train_cfg.get('val_interval') == old:
+        options['train_cfg.val_interval'] = length
+    if cfg.default_hooks.get('checkpoint', {}).get('interval') == old:
+        options['default_hooks.checkpoint.interval'] = length
+    by_epoch = key == 'max_epochs'
+    for i, scheduler in enumerate(cfg.get('param_scheduler') or []):
+        if scheduler.get('by_epoch', True) != by_epoch:  # a warm-up counted in iterations
+            continue
+        for name in ('end', 'T_max'):
+            if scheduler.get(name) == old:
+                options[f'param_scheduler.{i}.{name}'] = length
+    return options

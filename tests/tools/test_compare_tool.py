@@ -40,9 +40,46 @@ def test_compare_writes_the_report(tmp_path):
     assert '| HireMLP-T | ok | ok |' in text and 'MLP-Mixer-B/16' in text
 
 
+@pytest.mark.slow
+def test_compare_trains_under_one_recipe_and_collects_the_runs(tmp_path):
+    """The train check on small variants (one step of RetinaNet and two of Semantic FPN per
+    backbone), then --collect on the work dirs it wrote: the same metrics, read back."""
+    out = tmp_path / 'cmp'
+    done = run('--checks', 'train', '--small', '--backbones', 'hire_t', 'resnet18', 'mlp_mixer',
+               '--tasks', 'retinanet', 'semantic_fpn', '--seeds', '0', '--epochs', '1',
+               '--iters', '2', '--num-train', '4', '--num-val', '2',
+               '--data-dir', str(tmp_path / 'data'), '--out', str(out))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert 'train [1/4] RetinaNet + HireMLP-T, seed 0' in done.stdout  # progress lines
+    report = json.loads((out / 'report.json').read_text())['backbones']
+    for name in ('hire_t', 'resnet18'):
+        for task, key in (('retinanet', 'coco/bbox_mAP'), ('semantic_fpn', 'mIoU')):
+            summary = report[name]['metrics'][task]
+            assert summary['n'] == 1 and 'error' not in summary, summary
+            assert 0 <= summary['mean'][key] <= 100 and summary['std'][key] == 0
+            assert summary['s_per_step'] > 0 and summary['peak_rss_mb'] > 100
+    assert all(s['error'].startswith('no feature pyramid')
+               for s in report['mlp_mixer']['metrics'].values())
+    text = (out / 'report.md').read_text()
+    assert '## Accuracy under one recipe' in text and '### Semantic FPN' in text
+    assert (out / 'accuracy_vs_latency.png').stat().st_size > 0
+
+    again = tmp_path / 'collected'
+    done = run('--checks', '--collect', str(out / 'runs'), '--out', str(again))
+    assert done.returncode == 0, done.stderr[-3000:]
+    collected = json.loads((again / 'report.json').read_text())['backbones']
+    assert set(collected) == {'hire_t_small', 'resnet18_small'}
+    for name in ('hire_t', 'resnet18'):
+        read = collected[f'{name}_small']['metrics']['semantic_fpn']
+        assert read['mean'] == report[name]['metrics']['semantic_fpn']['mean']
+        assert read['s_per_step'] == report[name]['metrics']['semantic_fpn']['s_per_step']
+
+
 def test_compare_bad_input_is_one_line():
     cases = [(['--backbones', 'hire_t', 'resnet51'], "unknown backbone(s) 'resnet51'; known:"),
-             (['--sizes', '800by1216'], "cannot read the size '800by1216'")]
+             (['--sizes', '800by1216'], "cannot read the size '800by1216'"),
+             (['--checks', 'train', '--tasks', 'cityscapes'], "unknown task(s) 'cityscapes'"),
+             (['--checks', '--collect', '/nonexistent'], '--collect: /nonexistent is not a')]
     for args, message in cases:
         done = run(*args)
         assert done.returncode == 1 and message in done.stderr, done.stderr[-2000:]
@@ -60,5 +97,6 @@ def test_compare_help_and_list():
     helped = run('--help')
     assert helped.returncode == 0 and 'Quick start:' in helped.stdout
     assert 'python tools/compare.py --small' in helped.stdout
+    assert '--collect' in helped.stdout and '--seeds' in helped.stdout
     listed = run('--list')
     assert listed.returncode == 0 and 'mlp_mixer' in listed.stdout and 'HireMLP-T' in listed.stdout

@@ -378,14 +378,12 @@ def test_demo_offers_no_overwrite_for_a_folder_it_did_not_write(tmp_path):
                                                (SEG_DEMO_CFG, 'max_iters', 50)])
 def test_demo_schedule_follows_epochs_and_iters(config, key, length):
     """--epochs / --iters move the end of the learning-rate schedule and the last checkpoint too."""
-    import importlib.util
     from mmengine.config import Config
-    spec = importlib.util.spec_from_file_location('demo_tool', osp.join(ROOT, 'tools', 'demo.py'))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+
+    from mmhire.apis import schedule_options
     cfg = Config.fromfile(osp.join(ROOT, config))
     old = cfg.train_cfg[key]
-    cfg.merge_from_dict(demo.schedule_options(osp.join(ROOT, config), key, length))
+    cfg.merge_from_dict(schedule_options(osp.join(ROOT, config), key, length))
     assert cfg.train_cfg[key] == length
     assert cfg.default_hooks.checkpoint.interval == length
     by_epoch = key == 'max_epochs'
