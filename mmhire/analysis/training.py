@@ -46,6 +46,9 @@ TASKS = {
                          ('mIoU', 'mAcc'), 'max_iters'),
 }
 
+# What train_run adds to a work dir: its wall time and peak resident memory (mmengine's logs
+# have no CPU memory)
+RUN_FILE = 'mmhire_train_run.json'
 # What a log line holds besides metrics (train lines also hold losses, learning rates)
 _NOT_METRICS = {'step', 'iter', 'epoch', 'time', 'data_time', 'memory', 'lr', 'base_lr'}
 
@@ -149,6 +152,8 @@ def train_run(config_file: str, work_dir: str, threads: Optional[int] = None) ->
     result = dict(seconds=time.perf_counter() - start, peak_rss_mb=usage.ru_maxrss / 1024)
     if proc.returncode != 0:
         result['error'] = _error_line(log_file, proc.returncode)
+    with open(osp.join(work_dir, RUN_FILE), 'w') as f:  # for --collect, later
+        json.dump(result, f)
     return result
 
 
@@ -260,7 +265,8 @@ def collect_work_dir(work_dir: str) -> dict:
     no box scored above the threshold), ``s_per_step`` and ``data_s_per_step`` (medians
     of the logged per-iteration times, the first logged window left out as warm-up),
     ``steps``, ``memory_mb`` (the largest logged CUDA memory, or None on a CPU), ``config``,
-    ``backbone`` and ``label`` (:func:`describe_backbone`). A folder without logs raises
+    ``backbone`` and ``label`` (:func:`describe_backbone`); for a run of :func:`train_run`,
+    also its ``seconds`` and ``peak_rss_mb``. A folder without logs raises
     :class:`CompareError`."""
     files = _log_files(work_dir)
     if not files:
@@ -290,7 +296,11 @@ def collect_work_dir(work_dir: str) -> dict:
             'backbone', {}) or {}
     name, label = describe_backbone(dict(backbone))
     metrics = {k: v for k, v in evals[-1].items() if k not in _NOT_METRICS}
-    return dict(metrics=metrics,
+    ran = {}
+    if osp.isfile(osp.join(work_dir, RUN_FILE)):
+        with open(osp.join(work_dir, RUN_FILE)) as f:
+            ran = {k: v for k, v in json.load(f).items() if k in ('seconds', 'peak_rss_mb')}
+    return dict(ran, metrics=metrics,
                 s_per_step=statistics.median(times[warm:]) if times else None,
                 data_s_per_step=statistics.median(data_times[warm:]) if data_times else None,
                 steps=max((r.get('step', r.get('iter', 0)) for r in train), default=0),

@@ -72,7 +72,8 @@ def test_compare_trains_under_one_recipe_and_collects_the_runs(tmp_path):
     for name in ('hire_t', 'resnet18'):
         read = collected[f'{name}_small']['metrics']['semantic_fpn']
         assert read['mean'] == report[name]['metrics']['semantic_fpn']['mean']
-        assert read['s_per_step'] == report[name]['metrics']['semantic_fpn']['s_per_step']
+        for key in ('s_per_step', 'peak_rss_mb'):
+            assert read[key] == report[name]['metrics']['semantic_fpn'][key]
 
 
 def test_compare_bad_input_is_one_line():
