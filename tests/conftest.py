@@ -123,3 +123,13 @@ def pytest_collection_modifyitems(config, items):
     order += list(short)
     assert len(order) == len(items)
     items[:] = order
+
+
+@pytest.fixture(scope='session')
+def demo_data(tmp_path_factory):
+    """Small demo COCO and ADE sets made once per session; returns their parent folder."""
+    from mmhire.datasets.demo_data import make_ade, make_coco
+    root = tmp_path_factory.mktemp('demo_data')
+    make_coco(str(root / 'demo_coco'), num_train=6, num_val=4, size=128, seed=1)
+    make_ade(str(root / 'demo_ade'), num_train=6, num_val=4, size=128, seed=1)
+    return str(root)

@@ -168,7 +168,8 @@ def main(argv=None):
                 command='python tools/compare.py ' + ' '.join(argv if argv is not None
                                                               else sys.argv[1:]),
                 small=args.small, threads=args.threads, cost_size=size_key(cost_size),
-                torch=torch.__version__, train=train_note)
+                torch=torch.__version__, train=train_note,
+                collected=list(args.collect or []))
     paths = write_report(build_report(names if args.checks else [], flex, costs, meta,
                                       metrics), out)
     print(f'report: {paths["report.md"]} (and report.json, plots) in {out}')

@@ -316,6 +316,10 @@ def _accuracy_markdown(report: dict) -> List[str]:
     parts = ['## Accuracy under one recipe', '']
     if meta.get('train'):
         parts += [meta['train'], '']
+    if meta.get('collected'):
+        parts += ['Read from the work dirs at or under: '
+                  + ', '.join(f'`{p}`' for p in meta['collected'])
+                  + ' (a task trained here and collected too appears twice).', '']
     tasks = []
     for b in trained.values():
         tasks += [t for t in b['metrics'] if t not in tasks]
