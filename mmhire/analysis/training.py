@@ -201,11 +201,7 @@ def train_check(names: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]
                     log(f'    {e}')
                     runs.append(dict(ran, error=str(e), seed=seed, work_dir=work_dir))
                     continue
-                if not run['metrics'] and TASKS[task].data == 'coco':
-                    # mmdet logs no metric when no box scored above the test threshold (an
-                    # untrained detector): its mAP is 0
-                    run['metrics'] = {k: 0. for k in TASKS[task].metrics}
-                    run['note'] = 'no detections above the score threshold: mAP 0'
+                _no_detections_is_zero(run, task)
                 headline = TASKS[task].metrics[0]
                 log(f"    {headline} {run['metrics'].get(headline, float('nan')):.4g}, "
                     f"{run['s_per_step']:.2f} s per step, peak {ran['peak_rss_mb']:.0f} MB, "
@@ -216,6 +212,14 @@ def train_check(names: Sequence[str], tasks: Sequence[str], seeds: Sequence[int]
 
 
 # -- reading work dirs ---------------------------------------------------------------------
+
+def _no_detections_is_zero(run: dict, task: str):
+    """mmdet logs no metric when no box scored above the test threshold (an untrained
+    detector): that evaluation's mAP is 0."""
+    if not run['metrics'] and task in TASKS and TASKS[task].data == 'coco':
+        run['metrics'] = {k: 0. for k in TASKS[task].metrics}
+        run['note'] = 'no detections above the score threshold: mAP 0'
+
 
 def _log_files(work_dir: str) -> List[str]:
     """mmengine's JSON scalar logs of a work dir (``<timestamp>/vis_data/<timestamp>.json``),
@@ -353,6 +357,7 @@ def collect(paths: Sequence[str], log=print) -> Dict[str, Dict[str, dict]]:
             log(f'  collect: skipped {e}')
             continue
         task = task_of(run['config'])
+        _no_detections_is_zero(run, task)
         grouped.setdefault((run['backbone'], task), []).append(run)
         labels[run['backbone']] = run['label']
         log(f"  collect {run['label']:>16} {task:>12}: {work_dir}")
