@@ -319,7 +319,8 @@ def _accuracy_markdown(report: dict) -> List[str]:
     if meta.get('collected'):
         parts += ['Read from the work dirs at or under: '
                   + ', '.join(f'`{p}`' for p in meta['collected'])
-                  + ' (a task trained here and collected too appears twice).', '']
+                  + (' (a task trained here and collected too appears twice).'
+                     if meta.get('train') else '.'), '']
     tasks = []
     for b in trained.values():
         tasks += [t for t in b['metrics'] if t not in tasks]
