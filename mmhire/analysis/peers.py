@@ -70,13 +70,18 @@ NO_PYRAMID = ('no feature pyramid: MLP-Mixer returns one stride-16 token map (B,
               'while the neck takes four 2-D maps at strides 4-32')
 
 
-def check_names(names):
+def check_known(names, known, kind='backbone'):
     """``names`` as a list, or :class:`CompareError` naming the unknown ones and the known."""
-    unknown = [n for n in names if n not in PEERS]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise CompareError(f"unknown backbone(s) {', '.join(map(repr, unknown))}; known: "
-                           f"{', '.join(PEERS)}")
+        raise CompareError(f"unknown {kind}(s) {', '.join(map(repr, unknown))}; known: "
+                           f"{', '.join(known)}")
     return list(names)
+
+
+def check_names(names):
+    """Backbone ``names`` as a list (:func:`check_known` against :data:`PEERS`)."""
+    return check_known(names, PEERS)
 
 
 def backbone_cfg(name: str, small: bool = False, img_size: Optional[Tuple[int, int]] = None,

@@ -24,7 +24,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from mmhire.errors import CompareError
 
-from .peers import NO_PYRAMID, PEERS, backbone_cfg, check_names, out_channels
+from .peers import NO_PYRAMID, PEERS, backbone_cfg, check_known, check_names, out_channels
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -54,11 +54,7 @@ _NOT_METRICS = {'step', 'iter', 'epoch', 'time', 'data_time', 'memory', 'lr', 'b
 
 
 def check_tasks(tasks):
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise CompareError(f"unknown task(s) {', '.join(map(repr, unknown))}; known: "
-                           f"{', '.join(TASKS)}")
-    return list(tasks)
+    return check_known(tasks, TASKS, 'task')
 
 
 # -- the configs ---------------------------------------------------------------------------
