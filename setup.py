@@ -22,7 +22,7 @@ setup(
         "`type='HireMLP'` in any config that imports `mmhire`, loading the authors' released "
         'ImageNet checkpoints as they are.\n\n'
         'Install into an environment that has torch and mmcv (with its ops): '
-        '`pip install -e .` (extras: `tests`, `deploy`, `peers`).\n\n'
+        '`pip install -e .` (extras: `tests`, `deploy`).\n\n'
         'Usage, configs, results and the reference pages: see README.md and docs/ in the '
         'repository.\n'),
     long_description_content_type='text/markdown',
@@ -48,9 +48,6 @@ setup(
         # requirements/deploy.txt says why these exact versions
         'deploy': ['mmdeploy==1.3.1', 'onnx==1.17.0', 'onnxruntime==1.24.1', 'onnxscript==0.7.2',
                    'protobuf==3.20.2'],
-        # ConvNeXt and MLP-Mixer for tools/compare.py and configs/baselines/ (docs/install.md:
-        # mmpretrain imports torchvision, which needs a torch build that matches it)
-        'peers': ['mmpretrain==1.2.0'],
     },
     license='Apache-2.0',
 )

@@ -63,7 +63,7 @@ def pytest_configure(config):
 # The longest tests, with their seconds in a clean-clone suite run on a 2-core AVX2 CPU
 # (2026-12-01, docs/testing.md): a name matches every test whose node id contains it
 LONGEST = {
-    'test_compiled_training_step_equals_eager[dynamic]': 475,
+    'test_compiled_training_step_equals_eager[dynamic_batch]': 250,
     'test_mmengine_compile_trains_and_evaluates': 286,
     'test_compiled_training_step_equals_eager[static]': 269,
     'test_compiled_eval_equals_eager[dynamic]': 259,

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from mmhire.analysis import compare, peers
-from mmhire.analysis.peers import mmpretrain_importable
 from mmhire.errors import CompareError
 
 
@@ -30,7 +29,7 @@ def test_every_peer_declares_its_outputs():
         assert len(peer.small_channels) == len(peer.channels), name
 
 
-@pytest.mark.parametrize('name', [n for n, p in peers.PEERS.items() if p.toolbox != 'mmpretrain'])
+@pytest.mark.parametrize('name', [n for n, p in peers.PEERS.items() if p.pyramid])
 def test_small_variants_give_the_declared_pyramid(name):
     model = peers.build_backbone(name, small=True)
     model.eval()
@@ -40,16 +39,9 @@ def test_small_variants_give_the_declared_pyramid(name):
     assert [o.shape[2] for o in outs] == [16, 8, 4, 2]  # strides 4, 8, 16, 32
 
 
-def test_mmpretrain_peer_without_mmpretrain_names_the_install_command():
-    if mmpretrain_importable():
-        pytest.skip('mmpretrain is importable here')
-    with pytest.raises(CompareError, match=r"needs mmpretrain .*pip install -e '\.\[peers\]'"):
-        peers.build_backbone('mlp_mixer', small=True)
-
-
 def test_mlp_mixer_is_built_for_one_size():
     cfg = peers.backbone_cfg('mlp_mixer', small=True, img_size=(800, 1216))
-    assert cfg['img_size'] == (800, 1216) and cfg['type'] == 'mmpretrain.MlpMixer'
+    assert cfg['img_size'] == (800, 1216) and cfg['type'] == 'MlpMixer'
     assert peers.backbone_cfg('mlp_mixer')['img_size'] == (224, 224)
     assert peers.backbone_cfg('resnet18', scope='mmseg')['type'] == 'mmdet.ResNet'
     assert peers.backbone_cfg('hire_t', scope='mmseg')['type'] == 'HireMLP'

@@ -23,8 +23,8 @@ are averaged), so a cluster's runs give the same table.
 The report goes to a new folder (``--out``; an earlier report is never overwritten):
 report.md, report.json (one entry per backbone: params_m, gmacs, latency_ms, sizes,
 sizes_in, scaling, metrics), PNG plots, and the train check's work dirs under runs/.
-ConvNeXt and MLP-Mixer come from mmpretrain (the peers extra); where a package is missing, its
-cells say how to install it. Backbones: ``--list``.
+ConvNeXt and MLP-Mixer are mmhire's (mmpretrain's names and weights; mmpretrain itself does not
+import on the CPU stack). Backbones: ``--list``.
 """
 import argparse
 import os

@@ -5,13 +5,13 @@
 # Pretrained weights, saved as checkpoints/convnext-tiny_in1k.pth:
 # https://download.openmmlab.com/mmclassification/v0/convnext/downstream/convnext-tiny_3rdparty_32xb128-noema_in1k_20220301-795e9634.pth
 _base_ = ['../fpn_hire_s_512x512_40k_ade20k.py']
-custom_imports = dict(imports=['mmhire', 'mmpretrain.models'], allow_failed_imports=False)
+custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
 pretrained = 'checkpoints/convnext-tiny_in1k.pth'
 model = dict(
     backbone=dict(
         _delete_=True,
-        type='mmpretrain.ConvNeXt',
+        type='ConvNeXt',  # mmhire's: mmpretrain's arguments and parameter names
         arch='tiny',
         out_indices=[0, 1, 2, 3],
         drop_path_rate=0.1,

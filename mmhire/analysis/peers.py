@@ -2,8 +2,10 @@
 the side-by-side comparison (:mod:`mmhire.analysis.compare`, ``tools/compare.py``).
 
 Each peer is a backbone config dict, built through the registry of the toolbox that ships it
-(mmdet for ResNet, Swin and PVTv2; mmpretrain for ConvNeXt, as mmdet's own ConvNeXt configs
-do, and for MLP-Mixer), with the channels of its four outputs (what an FPN neck needs). A
+(mmdet for ResNet, Swin and PVTv2; mmhire for HireMLP, and for ConvNeXt and MLP-Mixer, written
+from their papers with mmpretrain's argument and parameter names: mmpretrain cannot be imported on
+the CPU stack, see docs/install.md), with the channels of its four outputs (what an FPN neck
+needs). A
 ``small`` variant of every peer (same family, a few blocks, narrow) lets the tests and
 ``--small`` runs exercise the whole tool in seconds.
 
@@ -22,13 +24,11 @@ class Peer(NamedTuple):
     small: dict  # overrides for the small variant
     channels: Tuple[int, ...]  # of the four outputs (default variant)
     small_channels: Tuple[int, ...]
-    toolbox: str  # 'mmhire', 'mmdet' or 'mmpretrain'
+    toolbox: str  # 'mmhire' or 'mmdet'
     pyramid: bool = True  # four outputs at strides 4-32
     fixed_size: bool = False  # built for one input size (img_size)
     pretrain_size: int = 224
 
-
-PEERS_EXTRA = "pip install -e '.[peers]'"
 
 PEERS = {
     'hire_t': Peer('HireMLP-T', dict(type='HireMLP', arch='tiny'),
@@ -55,15 +55,15 @@ PEERS = {
                                       num_layers=[3, 4, 6, 3]),
                      dict(embed_dims=8, num_layers=[1, 1, 1, 1]), (64, 128, 320, 512),
                      (8, 16, 40, 64), 'mmdet'),
-    'convnext_t': Peer('ConvNeXt-T', dict(type='mmpretrain.ConvNeXt', arch='tiny',
+    'convnext_t': Peer('ConvNeXt-T', dict(type='ConvNeXt', arch='tiny',
                                           out_indices=[0, 1, 2, 3], gap_before_final_norm=False),
                        dict(arch=dict(depths=[1, 1, 1, 1], channels=[16, 32, 64, 128])),
-                       (96, 192, 384, 768), (16, 32, 64, 128), 'mmpretrain'),
-    'mlp_mixer': Peer('MLP-Mixer-B/16', dict(type='mmpretrain.MlpMixer', arch='b',
+                       (96, 192, 384, 768), (16, 32, 64, 128), 'mmhire'),
+    'mlp_mixer': Peer('MLP-Mixer-B/16', dict(type='MlpMixer', arch='b',
                                              patch_size=16, out_indices=(-1,)),
                       dict(arch=dict(embed_dims=32, num_layers=2, tokens_mlp_dims=16,
                                      channels_mlp_dims=64)),
-                      (768,), (32,), 'mmpretrain', pyramid=False, fixed_size=True),
+                      (768,), (32,), 'mmhire', pyramid=False, fixed_size=True),
 }
 
 NO_PYRAMID = ('no feature pyramid: MLP-Mixer returns one stride-16 token map (B, C, N), '
@@ -105,25 +105,9 @@ def out_channels(name: str, small: bool = False) -> Tuple[int, ...]:
     return peer.small_channels if small else peer.channels
 
 
-def mmpretrain_importable() -> bool:
-    """Whether mmpretrain's models import here (they need a torchvision that matches torch)."""
-    try:
-        import mmpretrain.models  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def import_toolbox(toolbox: str):
-    """Import what registers a toolbox's backbones; a missing optional one raises
-    :class:`CompareError` with its install command."""
-    if toolbox == 'mmpretrain':
-        try:
-            import mmpretrain.models  # noqa: F401
-        except ImportError as e:
-            raise CompareError(f'needs mmpretrain ({type(e).__name__}: {e}): {PEERS_EXTRA}') \
-                from e
-    elif toolbox == 'mmdet':
+    """Import what registers a toolbox's backbones."""
+    if toolbox == 'mmdet':
         import mmdet.models  # noqa: F401
     import mmhire  # noqa: F401  (registers HireMLP in mmdet's and mmseg's registries)
 

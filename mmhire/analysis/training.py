@@ -105,8 +105,8 @@ def run_config(task: str, name: str, seed: int, data_dir: str, length: Optional[
     cfg.model.neck.in_channels = list(out_channels(name, small))
     imports = list(cfg.get('custom_imports', {}).get('imports', ['mmhire']))
     toolbox = PEERS[name].toolbox
-    if toolbox in ('mmdet', 'mmpretrain') and f'{toolbox}.models' not in imports:
-        imports.append(f'{toolbox}.models')  # the backbone's registry, in mmseg too
+    if toolbox == 'mmdet' and 'mmdet.models' not in imports:
+        imports.append('mmdet.models')  # the backbone's registry, in mmseg too
     cfg.custom_imports = dict(imports=imports, allow_failed_imports=False)
     return cfg
 

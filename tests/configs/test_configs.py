@@ -6,7 +6,6 @@ from config_helpers import ALL_CONFIGS, BASELINE_CONFIGS, ROOT, shrink
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmhire.analysis.peers import mmpretrain_importable
 
 EXPECTED = {  # what the mission promises, so a config cannot silently disappear
     'configs/maskrcnn_hire_s_fpn_1x_coco.py', 'configs/maskrcnn_hire_t_fpn_1x_coco.py',
@@ -97,7 +96,7 @@ def test_config_trains_and_evaluates(config, demo_data, tmp_path):
 BASELINE_BACKBONES = {'r50': ('ResNet', 'ResNetV1c'), 'swin-t': ('SwinTransformer',),
                       'pvtv2-b2': ('PyramidVisionTransformerV2',
                                    'mmdet.PyramidVisionTransformerV2'),
-                      'convnext-t': ('mmpretrain.ConvNeXt',)}
+                      'convnext-t': ('ConvNeXt',)}
 
 
 def test_baselines_cover_every_host_and_peer():
@@ -133,9 +132,6 @@ def test_baseline_differs_from_its_hiremlp_config_only_in_the_backbone(config):
 @pytest.mark.slow
 @pytest.mark.parametrize('config', BASELINE_CONFIGS)
 def test_baseline_trains_a_step(config, demo_data, tmp_path):
-    if 'convnext' in config and not mmpretrain_importable():
-        pytest.skip("ConvNeXt comes from mmpretrain, not importable here (pip install -e "
-                    "'.[peers]'; on this stack it also needs torchvision: docs/install.md)")
     cfg = shrink(Config.fromfile(osp.join(ROOT, config)), demo_data, str(tmp_path))
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-from mmhire.analysis.peers import mmpretrain_importable
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -29,11 +28,8 @@ def test_compare_writes_the_report(tmp_path):
     assert all(cells == {'224x224': 'ok', '61x45': 'ok'} for cells in hire['sizes_in'].values())
     assert set(hire['sizes_in']) == {'retinanet', 'semantic_fpn'}
     assert hire['params_m'] > 0 and hire['gmacs'] > 0 and hire['latency_ms'] > 0
-    if mmpretrain_importable():
-        assert mixer['sizes']['224x224'] == 'ok'
-        assert "doesn't support dynamic input shape" in mixer['sizes']['61x45']
-    else:  # the row stays, and says how to get the peer
-        assert all("pip install -e '.[peers]'" in c for c in mixer['sizes'].values())
+    assert mixer['sizes']['224x224'] == 'ok'
+    assert "doesn't support dynamic input shape" in mixer['sizes']['61x45']
     assert all(c.startswith('no feature pyramid') for cells in mixer['sizes_in'].values()
                for c in cells.values())
     text = (out / 'report.md').read_text()
