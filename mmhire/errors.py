@@ -47,3 +47,15 @@ class AmpError(MMHireError, ValueError):
 class CompareError(MMHireError, ValueError):
     """A comparison was asked for something it cannot do: an unknown backbone, a size list that
     does not parse, an output folder that already holds a report, a missing optional package."""
+
+
+class ConvNeXtConfigError(MMHireError, ValueError):
+    """A ConvNeXt argument is invalid (unknown arch, missing arch keys, bad out_indices)."""
+
+
+class MlpMixerConfigError(MMHireError, ValueError):
+    """An MlpMixer argument is invalid (unknown arch, missing arch keys, bad out_indices)."""
+
+
+class MlpMixerInputError(MMHireError, ValueError):
+    """An input MlpMixer cannot take: not the size it was built for."""

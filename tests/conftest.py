@@ -42,14 +42,6 @@ def suite_threads():
     return max(1, min(2, (os.cpu_count() or 2) // workers))
 
 
-# The tools that tests start as subprocesses get the worker's share of the cores too. Left at
-# torch's default (a thread per core) next to the other worker's test, they oversubscribe the
-# two cores, and OpenMP's spin-waiting threads slowed whatever ran beside them: a test that
-# took 106 s alone (mmengine's compile=True run) took 270 s in the suite.
-if 'PYTEST_XDIST_WORKER_COUNT' in os.environ:
-    os.environ.setdefault('OMP_NUM_THREADS', str(suite_threads()))
-
-
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(0)

@@ -5,16 +5,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import suite_threads
 
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def run(*args):
-    # --threads: the suite's share of the cores (conftest.py), not the tool's default 2
-    threads = [] if {'--help', '--list'} & set(args) else ['--threads', str(suite_threads())]
-    return subprocess.run([sys.executable, 'tools/compare.py', *args, *threads], cwd=ROOT,
+    return subprocess.run([sys.executable, 'tools/compare.py', *args], cwd=ROOT,
                           capture_output=True, text=True)
 
 

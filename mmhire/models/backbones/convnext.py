@@ -18,12 +18,8 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, trunc_normal_init
 
-from mmhire.errors import MMHireError
+from mmhire.errors import ConvNeXtConfigError
 from mmhire.registry import MODELS
-
-
-class ConvNeXtConfigError(MMHireError, ValueError):
-    """A ConvNeXt argument is invalid (unknown arch, missing arch keys, bad out_indices)."""
 
 
 class LayerNorm2d(nn.LayerNorm):

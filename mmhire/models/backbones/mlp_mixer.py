@@ -16,18 +16,10 @@ from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.model import BaseModule
 from mmengine.utils import to_2tuple
 
-from mmhire.errors import MMHireError
+from mmhire.errors import MlpMixerConfigError, MlpMixerInputError
 from mmhire.registry import MODELS
 
 ARCH_KEYS = ('embed_dims', 'num_layers', 'tokens_mlp_dims', 'channels_mlp_dims')
-
-
-class MlpMixerConfigError(MMHireError, ValueError):
-    """An MlpMixer argument is invalid (unknown arch, missing arch keys, bad out_indices)."""
-
-
-class MlpMixerInputError(MMHireError, ValueError):
-    """An input MlpMixer cannot take: not the size it was built for."""
 
 
 class MixerMlp(nn.Module):
