@@ -20,6 +20,7 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 
 from mmhire.errors import ConvNeXtConfigError
 from mmhire.registry import MODELS
+from .out_indices import check_out_indices
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -116,7 +117,8 @@ class ConvNeXt(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.depths, self.channels = self._resolve_arch(arch)
         self.num_stages = len(self.depths)
-        self.out_indices = self._check_out_indices(out_indices, self.num_stages)
+        self.out_indices = check_out_indices(out_indices, self.num_stages, 'ConvNeXt',
+                                             ConvNeXtConfigError)
         if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= self.num_stages):
             raise ConvNeXtConfigError(f'ConvNeXt: frozen_stages must be an int in '
                                       f'[0, {self.num_stages}] (-1 also freezes nothing), '
@@ -170,16 +172,6 @@ class ConvNeXt(BaseModule):
                 f"ConvNeXt: arch 'depths' ({depths}) and 'channels' ({channels}) must be "
                 f'lists of positive ints of the same length, one entry per stage')
         return depths, channels
-
-    @staticmethod
-    def _check_out_indices(out_indices, n):
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        out_indices = list(out_indices)
-        if not out_indices or not all(isinstance(i, int) and -n <= i < n for i in out_indices):
-            raise ConvNeXtConfigError(f'ConvNeXt: out_indices must be stage indices in '
-                                      f'0..{n - 1} (or -{n}..-1), got {out_indices!r}')
-        return tuple(sorted({i % n for i in out_indices}))
 
     def init_weights(self):
         if self.init_cfg is not None:

@@ -18,6 +18,7 @@ from mmhire.models.layers import PAD_MODES, ConvNormAct, HireBlock
 from mmhire.models.layers.channels_last import ChannelsLastGrad
 from mmhire.models.layers.traceable import is_graph_capture
 from mmhire.registry import MODELS
+from .out_indices import check_out_indices
 
 _SHARED = dict(
     mlp_ratios=[4, 4, 4, 4],
@@ -142,7 +143,8 @@ class HireMLP(BaseModule):
         self.depths = s['depths']
         self.embed_dims = s['embed_dims']
         self.in_channels = self._check_positive_int(in_channels, 'in_channels')
-        self.out_indices = self._check_out_indices(out_indices)
+        self.out_indices = check_out_indices(out_indices, self.num_stages, 'HireMLP',
+                                             HireMLPConfigError)
         if pad_mode not in PAD_MODES:
             raise HireMLPConfigError(
                 f'HireMLP: pad_mode must be one of {PAD_MODES}, got {pad_mode!r}')
@@ -265,20 +267,6 @@ class HireMLP(BaseModule):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise HireMLPConfigError(f'HireMLP: {name} must be a positive int, got {value!r}')
         return value
-
-    def _check_out_indices(self, out_indices):
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        out_indices = list(out_indices)
-        n = self.num_stages
-        if not out_indices:
-            raise HireMLPConfigError('HireMLP: out_indices is empty; give stage indices in 0..3')
-        for i in out_indices:
-            if not isinstance(i, int) or not -n <= i < n:
-                raise HireMLPConfigError(
-                    f'HireMLP: out_indices must be stage indices in 0..{n - 1} '
-                    f'(or -{n}..-1), got {out_indices!r}')
-        return tuple(sorted({i % n for i in out_indices}))
 
     # ------------------------------------------------------------------ weights
     def init_weights(self):

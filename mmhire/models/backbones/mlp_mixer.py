@@ -18,6 +18,7 @@ from mmengine.utils import to_2tuple
 
 from mmhire.errors import MlpMixerConfigError, MlpMixerInputError
 from mmhire.registry import MODELS
+from .out_indices import check_out_indices
 
 ARCH_KEYS = ('embed_dims', 'num_layers', 'tokens_mlp_dims', 'channels_mlp_dims')
 
@@ -141,7 +142,8 @@ class MlpMixer(BaseModule):
         if not all(isinstance(s, int) and s > 0 for s in self.img_size):
             raise MlpMixerConfigError(
                 f'MlpMixer: img_size must be an int or (H, W) of positive ints, got {img_size!r}')
-        self.out_indices = self._check_out_indices(out_indices, self.num_layers)
+        self.out_indices = check_out_indices(out_indices, self.num_layers, 'MlpMixer',
+                                             MlpMixerConfigError, unit='layer')
 
         self.patch_embed = PatchEmbed(**dict(
             dict(input_size=self.img_size, embed_dims=self.embed_dims, conv_type='Conv2d',
@@ -179,16 +181,6 @@ class MlpMixer(BaseModule):
         if not all(isinstance(arch[k], int) and arch[k] > 0 for k in ARCH_KEYS):
             raise MlpMixerConfigError(f'MlpMixer: arch values must be positive ints, got {arch}')
         return dict(arch)
-
-    @staticmethod
-    def _check_out_indices(out_indices, n):
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        out_indices = list(out_indices)
-        if not out_indices or not all(isinstance(i, int) and -n <= i < n for i in out_indices):
-            raise MlpMixerConfigError(f'MlpMixer: out_indices must be layer indices in '
-                                      f'0..{n - 1} (or -{n}..-1), got {out_indices!r}')
-        return tuple(sorted({i % n for i in out_indices}))
 
     def init_weights(self):
         if self.init_cfg is not None:
