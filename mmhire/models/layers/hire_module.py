@@ -7,6 +7,7 @@ from mmcv.cnn import build_norm_layer
 from .branch_folding import fold_into_proj, region_branch_mean
 from .channels_last import (AddBranches, ChannelsLastGrad, in_channels_position_major,
                             shift_pad_fold)
+from .compiled import compiles_static_sizes, hire_compiled
 from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
 from .region_rearrange import (PAD_MODES, crop_and_unshift, fold_regions, shift_and_pad,
                                unfold_regions)
@@ -47,8 +48,11 @@ class HireModule(nn.Module):
             oneDNN), shifts and padding as slices instead of index gathers, no un-fold, crop
             or un-shift copies. Same parameters, same results; ``False`` keeps the plain path
             (the test oracle). While the module is recorded
-            (``torch.jit.trace``, ``torch.onnx.export``, ``torch.export``, ``torch.compile``)
-            it runs :meth:`forward_traceable` whatever ``fast`` says.
+            (``torch.jit.trace``, ``torch.onnx.export``, ``torch.export``,
+            ``torch.compile(dynamic=True)``) it runs :meth:`forward_traceable` whatever
+            ``fast`` says; ``torch.compile`` with static sizes runs
+            :func:`~mmhire.models.layers.compiled.hire_compiled`, the fast path in standard
+            operators.
         graph_fold (bool): Whether the recorded graph (:meth:`forward_traceable`) folds
             ``proj`` and the branch weights into per-image weights, as the fast path does.
             That pays on maps of more than ``C (p + 1)`` positions, the fast path's rule, but
@@ -162,7 +166,11 @@ class HireModule(nn.Module):
 
     def forward(self, x):
         if is_graph_capture():
-            return self._forward_plain(x) if counting_plain_path() else self.forward_traceable(x)
+            if counting_plain_path():
+                return self._forward_plain(x)
+            if compiles_static_sizes():
+                return hire_compiled(self, x)
+            return self.forward_traceable(x)
         if self.takes_fast_path(x.shape[2], x.shape[3]):
             return self._forward_fast(x)
         return self._forward_plain(x)

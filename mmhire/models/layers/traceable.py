@@ -1,10 +1,12 @@
 """The Hire module as one graph of standard operators, for graph capture.
 
 ``torch.jit.trace`` (and the TorchScript ONNX exporter that mmdeploy drives), ``torch.export``
-(the dynamo ONNX exporter) and ``torch.compile`` record one graph that must hold for every
-input size. The eager paths cannot be recorded that way: they pick slices, shortcuts and custom
-autograd functions by comparing sizes in Python (a comparison made while recording is frozen
-into the graph at the example's size), and the fast path adds into its output in place.
+(the dynamo ONNX exporter) and ``torch.compile(dynamic=True)`` record one graph that must hold
+for every input size. (A ``torch.compile`` with static sizes, the default, runs
+:mod:`~mmhire.models.layers.compiled` instead, which may guard on sizes.) The eager paths
+cannot be recorded that way: they pick slices, shortcuts and custom autograd functions by
+comparing sizes in Python (a comparison made while recording is frozen into the graph at the
+example's size), and the fast path adds into its output in place.
 
 The *graph path* (:func:`hire_graph`) does the eager fast path's arithmetic
 (:mod:`~mmhire.models.layers.branch_folding`) with operators every backend runs fast:

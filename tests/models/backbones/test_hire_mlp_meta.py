@@ -34,3 +34,16 @@ def test_graph_path_on_meta(pad_mode):
     assert out.device.type == 'meta' and out.shape == x.shape
     out.sum().backward()
     assert x.grad.device.type == 'meta'
+
+
+@pytest.mark.parametrize('batched', [False, True], ids=['per_image', 'batched'])
+@pytest.mark.parametrize('pad_mode', ['circular', 'constant', 'replicate'])
+def test_compiled_formulation_on_meta(pad_mode, batched):
+    """What ``torch.compile`` runs (:func:`~mmhire.models.layers.compiled.hire_compiled`)."""
+    from mmhire.models.layers.compiled import hire_compiled
+    module = HireModule(8, 3, 1, pad_mode).to('meta').train()
+    x = torch.randn(2, 8, 7, 5, device='meta', requires_grad=True)
+    out = hire_compiled(module, x, batched=batched)
+    assert out.device.type == 'meta' and out.shape == x.shape
+    out.sum().backward()
+    assert x.grad.device.type == 'meta'
