@@ -8,7 +8,9 @@ Checks, each against a float64 run of the plain path (the released formulation) 
 GPU, at odd sizes:
 
 1. one Hire module per pad mode and (region size, shift): the eager fast path, the plain path
-   and the graph path (what ONNX export and ``torch.compile`` record), outputs and gradients;
+   the graph path (what ONNX export and ``torch.compile(dynamic=True)`` record) and the
+   compiled formulation (what ``torch.compile`` runs with static sizes, per-image and
+   batched), outputs and gradients;
 2. HireMLP-T, random weights and BatchNorm statistics: fast and plain, a training step
    (outputs and input gradients) and inference with the BatchNorms fused;
 3. fp16 autocast: the fast path's outputs against float32;
@@ -56,7 +58,9 @@ def loss(outs, projections):
 def module_checks(report, device):
     from mmhire.analysis.numeric import draw_away_from_kinks, randomize_norms
     from mmhire.models.layers import HireModule
-    print('1. Hire module: fast, plain and graph paths against float64', flush=True)
+    from mmhire.models.layers.compiled import hire_compiled
+    print('1. Hire module: fast, plain, graph and compiled formulations against float64',
+          flush=True)
     torch.manual_seed(0)
     worst = {}
     for pad_mode, (p, shift) in itertools.product(
@@ -77,7 +81,10 @@ def module_checks(report, device):
             expected = ref(x64)
             (expected * weight.double()).sum().backward()
             for path, run in (('fast', module), ('plain', module._forward_plain),
-                              ('graph', module.forward_traceable)):
+                              ('graph', module.forward_traceable),
+                              ('compiled formulation', lambda t: hire_compiled(module, t)),
+                              ('compiled formulation, batched',
+                               lambda t: hire_compiled(module, t, batched=True))):
                 xi = x.clone().requires_grad_()
                 out = run(xi)
                 (out * weight).sum().backward()
