@@ -16,10 +16,13 @@ from mmhire import HireMLP
 # one block in each other stage (region sizes 3, 3, 2); stage 4 keeps proj unfolded in the
 # graph (graph_fold's default), the others fold it
 COMPILE_ARCH = dict(depths=[2, 1, 1, 1], embed_dims=[8, 16, 24, 32])
+# Stage 1's blocks 3 and 4 are blocks 1 and 2 again (shifts 0 and 2) with other weights and
+# stochastic depth rates: in eval, torch.compile stamps out the code it compiled for those
+REPEATED_ARCH = dict(COMPILE_ARCH, depths=[4, 1, 1, 1])
 
 
-def make_model():
-    model = HireMLP(arch=COMPILE_ARCH)
+def make_model(arch=COMPILE_ARCH, **kwargs):
+    model = HireMLP(arch=arch, **kwargs)
     model.init_weights()
     return randomize_norms(model)
 
@@ -67,7 +70,7 @@ TRAIN_SIZES = {False: [(2, 3, 64, 96)], True: [(4, 3, 75, 93), (2, 3, 75, 93)]}
 @pytest.mark.parametrize('dynamic', [False, True], ids=['static', 'dynamic'])
 def test_compiled_eval_equals_eager(dynamic):
     torch.manual_seed(0)
-    model = make_model().eval()
+    model = (make_model() if dynamic else make_model(REPEATED_ARCH, drop_path_rate=0.1)).eval()
     compiled = torch.compile(model, fullgraph=True, dynamic=dynamic)
     with torch.no_grad(), inductor_options(dynamic):
         for size in SIZES[dynamic]:
@@ -75,6 +78,39 @@ def test_compiled_eval_equals_eager(dynamic):
             for a, b in zip(model(x), compiled(x)):
                 assert a.shape == b.shape
                 assert_rel_close(a, b, 1e-4)
+
+
+def _block_regions(model, x):
+    """The nested compile regions dynamo records for ``model(x)``: the region each
+    ``invoke_subgraph`` call runs, in order (no inductor: the recorded graph only)."""
+    calls = []
+
+    def backend(gm, example_inputs):
+        calls.extend(n.args[1] for n in gm.graph.nodes
+                     if n.target is torch.ops.higher_order.invoke_subgraph)
+        return gm.forward
+
+    torch.compile(model, backend=backend, fullgraph=True)(x)
+    return calls
+
+
+def test_compile_stamps_out_repeated_eval_blocks():
+    torch.manual_seed(0)
+    model = make_model(REPEATED_ARCH, drop_path_rate=0.1).eval()
+    x = torch.randn(1, 3, 61, 93)
+    with torch.no_grad():
+        regions = _block_regions(model, x)
+    # blocks 1 and 3, 2 and 4 of stage 1 run one region each (stages 2-4: one block each)
+    assert len(regions) >= 4 and regions[:4] == regions[:2] * 2, regions
+    assert regions[0] != regions[1]
+    torch._dynamo.reset()
+    # training updates BatchNorm statistics, which a region may not: each block is traced
+    model.train()
+    assert _block_regions(model, x) == []
+    torch._dynamo.reset()
+    model.eval()
+    exported = torch.export.export(model, (x,))
+    assert 'invoke_subgraph' not in str(exported.graph)
 
 
 @pytest.mark.slow
