@@ -20,7 +20,7 @@ from mmengine.model.weight_init import constant_init, trunc_normal_init
 
 from mmhire.errors import ConvNeXtConfigError
 from mmhire.registry import MODELS
-from .out_indices import check_out_indices
+from .arguments import check_drop_path_rate, check_frozen_stages, check_out_indices
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -119,14 +119,10 @@ class ConvNeXt(BaseModule):
         self.num_stages = len(self.depths)
         self.out_indices = check_out_indices(out_indices, self.num_stages, 'ConvNeXt',
                                              ConvNeXtConfigError)
-        if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= self.num_stages):
-            raise ConvNeXtConfigError(f'ConvNeXt: frozen_stages must be an int in '
-                                      f'[0, {self.num_stages}] (-1 also freezes nothing), '
-                                      f'got {frozen_stages!r}')
-        if not 0 <= drop_path_rate < 1:
-            raise ConvNeXtConfigError(
-                f'ConvNeXt: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
-        self.frozen_stages = frozen_stages
+        self.frozen_stages = check_frozen_stages(frozen_stages, self.num_stages, 'ConvNeXt',
+                                                 ConvNeXtConfigError,
+                                                 '0 and -1 both freeze nothing')
+        check_drop_path_rate(drop_path_rate, 'ConvNeXt', ConvNeXtConfigError)
         self.gap_before_final_norm = gap_before_final_norm
 
         # downsample_layers[0] is the stem: one list, as in the checkpoints

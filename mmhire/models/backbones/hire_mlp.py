@@ -18,7 +18,7 @@ from mmhire.models.layers import PAD_MODES, ConvNormAct, HireBlock
 from mmhire.models.layers.channels_last import ChannelsLastGrad
 from mmhire.models.layers.traceable import is_graph_capture
 from mmhire.registry import MODELS
-from .out_indices import check_out_indices
+from .arguments import check_drop_path_rate, check_frozen_stages, check_out_indices
 
 _SHARED = dict(
     mlp_ratios=[4, 4, 4, 4],
@@ -148,15 +148,11 @@ class HireMLP(BaseModule):
         if pad_mode not in PAD_MODES:
             raise HireMLPConfigError(
                 f'HireMLP: pad_mode must be one of {PAD_MODES}, got {pad_mode!r}')
-        if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= self.num_stages):
-            raise HireMLPConfigError(
-                f'HireMLP: frozen_stages must be an int in [-1, {self.num_stages}], '
-                f'got {frozen_stages!r}')
-        if not 0 <= drop_path_rate < 1:
-            raise HireMLPConfigError(
-                f'HireMLP: drop_path_rate must be in [0, 1), got {drop_path_rate!r}')
+        self.frozen_stages = check_frozen_stages(frozen_stages, self.num_stages, 'HireMLP',
+                                                 HireMLPConfigError,
+                                                 '-1 freezes nothing, 0 the stem')
+        check_drop_path_rate(drop_path_rate, 'HireMLP', HireMLPConfigError)
         self.pad_mode = pad_mode
-        self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.out_norm = out_norm

@@ -18,7 +18,7 @@ from mmengine.utils import to_2tuple
 
 from mmhire.errors import MlpMixerConfigError, MlpMixerInputError
 from mmhire.registry import MODELS
-from .out_indices import check_out_indices
+from .arguments import check_out_indices
 
 ARCH_KEYS = ('embed_dims', 'num_layers', 'tokens_mlp_dims', 'channels_mlp_dims')
 

@@ -184,7 +184,8 @@ def test_builds_from_mmdet_scope():
     (dict(arch=dict(depths=[1, 1], channels=[8])), 'same length'),
     (dict(arch=TINY, out_indices=4), r'0\.\.3 \(or -4\.\.-1\), got \[4\]'),
     (dict(arch=TINY, out_indices=[-5]), r'got \[-5\]'),
-    (dict(arch=TINY, frozen_stages=5), r'frozen_stages must be an int in \[0, 4\]'),
+    (dict(arch=TINY, frozen_stages=5), r'frozen_stages must be an int in \[-1, 4\]'),
+    (dict(arch=TINY, drop_path_rate=1.0), r'ConvNeXt: drop_path_rate must be a number in'),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -229,6 +229,10 @@ def test_default_init_follows_release():
     (dict(arch=TINY_ARCH, frozen_stages=5), r'frozen_stages'),
     (dict(arch=TINY_ARCH, in_channels=0), r'in_channels must be a positive int'),
     (dict(arch=TINY_ARCH, drop_path_rate=1.5), r'drop_path_rate'),
+    (dict(arch=TINY_ARCH, drop_path_rate='0.1'),
+     r"drop_path_rate must be a number in \[0, 1\), got '0.1'"),
+    (dict(arch=TINY_ARCH, frozen_stages=True), r'frozen_stages must be an int in \[-1, 4\] '
+                                               r'\(-1 freezes nothing, 0 the stem\), got True'),
 ])
 def test_construction_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
