@@ -82,8 +82,8 @@ def module_checks(report, device):
             (expected * weight.double()).sum().backward()
             for path, run in (('fast', module), ('plain', module._forward_plain),
                               ('graph', module.forward_traceable),
-                              ('compiled formulation', lambda t: hire_compiled(module, t)),
-                              ('compiled formulation, batched',
+                              ('compiled', lambda t: hire_compiled(module, t)),
+                              ('compiled, batched',
                                lambda t: hire_compiled(module, t, batched=True))):
                 xi = x.clone().requires_grad_()
                 out = run(xi)
