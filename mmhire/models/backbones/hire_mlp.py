@@ -358,7 +358,7 @@ class HireMLP(BaseModule):
         if not (self.with_cp and x.requires_grad and self.training):
             return blocks(x)
         for block in blocks:
-            x = cp.checkpoint(block.forward_inline, x, use_reentrant=False)
+            x = cp.checkpoint(block, x, use_reentrant=False)
         return x
 
     def forward(self, x):

@@ -108,25 +108,22 @@ def _unfold(out: torch.Tensor, dim: int, region_size: int, length, shift: int):
     return _crop_unshift(out, dim, length, shift)
 
 
-def hire_compiled(module, x: torch.Tensor, batched: bool = None,
-                  norms=None) -> torch.Tensor:
+def hire_compiled(module, x: torch.Tensor, batched: bool = None) -> torch.Tensor:
     """:class:`~mmhire.models.layers.HireModule` ``module`` on ``x`` ``(B, C, H, W)``, the
     plain path's numbers; the result has channels-last strides (see the module docstring).
     ``batched`` picks batched matrix products over per-image convolutions for the folded
-    weights; by default every batch larger than one takes them. ``norms``: callables in
-    place of ``module.mlp_h1_norm`` and ``module.mlp_w1_norm``."""
+    weights; by default every batch larger than one takes them."""
     b, c, height, width = x.shape
     if batched is None:
         # (a guard on the batch size under dynamo, which shows a symbolic size to the code as
         # an int: a loop over the images would pin it)
         batched = b != 1
     if not module.graph_fold or not takes_compiled_path(module, height, width):
-        return hire_graph(module, x, norms=norms)
-    norm_h, norm_w = norms or (module.mlp_h1_norm, module.mlp_w1_norm)
+        return hire_graph(module, x)
     p, shift = module.region_size, module.shift
     x_last = x.permute(0, 2, 3, 1)  # (B, H, W, C): a view of a channels-last map
-    hidden_h = _region_hidden(x_last, 1, module, module.mlp_h1, norm_h)
-    hidden_w = _region_hidden(x_last, 2, module, module.mlp_w1, norm_w)
+    hidden_h = _region_hidden(x_last, 1, module, module.mlp_h1, module.mlp_h1_norm)
+    hidden_w = _region_hidden(x_last, 2, module, module.mlp_w1, module.mlp_w1_norm)
     mlp_h2, mlp_w2, mlp_c = module.mlp_h2, module.mlp_w2, module.mlp_c
     # sum / n, not mean: mean's backward materialises a full-size gradient
     # (the graph path's branch means: their masks keep symbolic sizes free of guards)

@@ -168,20 +168,12 @@ class HireModule(nn.Module):
         if is_graph_capture():
             if counting_plain_path():
                 return self._forward_plain(x)
-            return self.forward_recorded(x)
+            if compiles_static_sizes():
+                return hire_compiled(self, x)
+            return self.forward_traceable(x)
         if self.takes_fast_path(x.shape[2], x.shape[3]):
             return self._forward_fast(x)
         return self._forward_plain(x)
-
-    def forward_recorded(self, x, norms=None):
-        """What :meth:`forward` runs while the module is recorded: the compiled formulation
-        under ``torch.compile`` with static sizes, the graph path otherwise. ``norms``: two
-        callables that stand in for ``mlp_h1_norm`` and ``mlp_w1_norm`` (a compile region
-        that returns their batch statistics, see
-        :mod:`~mmhire.models.layers.compile_regions`); by default the norm layers."""
-        if compiles_static_sizes():
-            return hire_compiled(self, x, norms=norms)
-        return hire_graph(self, x, norms=norms)
 
     def forward_traceable(self, x):
         """The fast path's arithmetic as one graph of standard operators, every size

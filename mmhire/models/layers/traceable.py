@@ -133,17 +133,15 @@ def region_branch_mean(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return out / (length * across)
 
 
-def hire_graph(module, x: torch.Tensor, norms=None) -> torch.Tensor:
+def hire_graph(module, x: torch.Tensor) -> torch.Tensor:
     """:class:`~mmhire.models.layers.HireModule` ``module`` on ``x`` ``(B, C, H, W)``, as
-    one graph of standard operators (see the module docstring); the plain path's numbers.
-    ``norms``: callables in place of ``module.mlp_h1_norm`` and ``module.mlp_w1_norm``."""
-    norm_h, norm_w = norms or (module.mlp_h1_norm, module.mlp_w1_norm)
+    one graph of standard operators (see the module docstring); the plain path's numbers."""
     b, c, height, width = x.shape
     p, shift, pad_mode, act = module.region_size, module.shift, module.pad_mode, module.act
     mlp_h2, mlp_w2, mlp_c, proj = module.mlp_h2, module.mlp_w2, module.mlp_c, module.proj
     x_t = x.transpose(2, 3)  # the width branch is a height branch of the transposed map
-    hidden_h = region_hidden(x, p, shift, pad_mode, module.mlp_h1, norm_h, act)
-    hidden_w = region_hidden(x_t, p, shift, pad_mode, module.mlp_w1, norm_w, act)
+    hidden_h = region_hidden(x, p, shift, pad_mode, module.mlp_h1, module.mlp_h1_norm, act)
+    hidden_w = region_hidden(x_t, p, shift, pad_mode, module.mlp_w1, module.mlp_w1_norm, act)
     h2_weight, w2_weight = (conv.weight.reshape(c, p, -1) for conv in (mlp_h2, mlp_w2))
     h2_bias, w2_bias = (conv.bias.reshape(c, p) for conv in (mlp_h2, mlp_w2))
 

@@ -94,7 +94,7 @@ def _block_regions(model, x):
     return calls
 
 
-def test_compile_stamps_out_repeated_blocks():
+def test_compile_stamps_out_repeated_eval_blocks():
     torch.manual_seed(0)
     model = make_model(REPEATED_ARCH, drop_path_rate=0.1).eval()
     x = torch.randn(1, 3, 61, 93)
@@ -104,11 +104,9 @@ def test_compile_stamps_out_repeated_blocks():
     assert len(regions) >= 4 and regions[:4] == regions[:2] * 2, regions
     assert regions[0] != regions[1]
     torch._dynamo.reset()
-    # training too: the regions return the BatchNorm statistics, updated after each region
-    # (without stochastic depth: a block with a drop rate is another region than one without)
-    trained = _block_regions(make_model(REPEATED_ARCH).train(), x)
-    assert len(trained) >= 4 and trained[:4] == trained[:2] * 2, trained
-    assert trained[0] != trained[1]
+    # training updates BatchNorm statistics, which a region may not: each block is traced
+    model.train()
+    assert _block_regions(model, x) == []
     torch._dynamo.reset()
     model.eval()
     exported = torch.export.export(model, (x,))
@@ -118,29 +116,39 @@ def test_compile_stamps_out_repeated_blocks():
 @pytest.mark.slow
 @pytest.mark.parametrize('dynamic', [False, True], ids=['static', 'dynamic_batch'])
 def test_compiled_training_step_equals_eager(dynamic):
+    """static: in float64, with an arch whose stage 1 repeats its blocks, every parameter's
+    gradient against its own size. A tolerance on the largest gradient alone misses a wrong
+    block: compiling training blocks once as nested regions (tried, not shipped) gave the last
+    repeated block gradients off by 50x their size under inductor 2.13, within 1e-3 of the
+    largest. dynamic_batch: float32, as users train, against the largest gradient."""
     torch.manual_seed(0)
-    eager = make_model().train()
+    dtype = torch.float32 if dynamic else torch.float64
+    eager = (make_model() if dynamic else make_model(REPEATED_ARCH)).train().to(dtype)
     model = copy.deepcopy(eager)
+    tol_out, tol_grad = (1e-4, 1e-3) if dynamic else (1e-9, 1e-7)
     # dynamic_batch: dynamo's default (None) with the batch dimension marked dynamic
     compiled = torch.compile(model, fullgraph=True, dynamic=None if dynamic else False)
     with inductor_options(dynamic):
         for size in TRAIN_SIZES[dynamic]:
             # eager and compiled float32 round differently: no pre-activation at a ReLU kink
             x = draw_away_from_kinks(copy.deepcopy(eager).double(),
-                                     lambda: (torch.randn(*size).double(),))[0].float()
+                                     lambda: (torch.randn(*size).double(),))[0].to(dtype)
             xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
             if dynamic:
                 torch._dynamo.mark_dynamic(xb, 0)
             outs_a, outs_b = eager(xa), compiled(xb)
             for a, b in zip(outs_a, outs_b):
-                assert_rel_close(a, b, 1e-4)
+                assert_rel_close(a, b, tol_out)
             weights = [torch.randn_like(o) for o in outs_a]
             sum((o * w).sum() for o, w in zip(outs_a, weights)).backward()
             sum((o * w).sum() for o, w in zip(outs_b, weights)).backward()
-            assert_rel_close(xa.grad, xb.grad, 1e-3)
-            scale = max(p.grad.abs().max() for p in eager.parameters())
+            assert_rel_close(xa.grad, xb.grad, tol_grad)
+            largest = max(p.grad.abs().max() for p in eager.parameters())
             for (name, pa), pb in zip(eager.named_parameters(), model.parameters()):
-                assert_rel_close(pa.grad, pb.grad, 1e-3, scale), name
+                # float64: each gradient against its own size (a floor for the gradients that
+                # vanish in exact arithmetic, a convolution's bias before a BatchNorm)
+                scale = largest if dynamic else max(pa.grad.abs().max(), 1e-6 * largest)
+                assert_rel_close(pa.grad, pb.grad, tol_grad, scale), name
             for (name, ba), bb in zip(eager.named_buffers(), model.buffers()):
-                assert_rel_close(ba.float(), bb.float(), 1e-4), name  # BN statistics moved alike
+                assert_rel_close(ba.double(), bb.double(), tol_out), name  # BN statistics
             eager.zero_grad(), model.zero_grad()
