@@ -118,9 +118,9 @@ def test_compile_stamps_out_repeated_eval_blocks():
 def test_compiled_training_step_equals_eager(dynamic):
     """static: in float64, with an arch whose stage 1 repeats its blocks, every parameter's
     gradient against its own size. A tolerance on the largest gradient alone misses a wrong
-    block: compiling training blocks once as nested regions (tried, not shipped) gave the last
-    repeated block gradients off by 50x their size under inductor 2.13, within 1e-3 of the
-    largest. dynamic_batch: float32, as users train, against the largest gradient."""
+    block: compiling training blocks once as nested regions (tried, not shipped) gave the
+    blocks that reused a region gradients off by 50x their size under inductor 2.13, within
+    1e-3 of the largest. dynamic_batch: float32, as users train, against the largest gradient."""
     torch.manual_seed(0)
     dtype = torch.float32 if dynamic else torch.float64
     eager = (make_model() if dynamic else make_model(REPEATED_ARCH)).train().to(dtype)
