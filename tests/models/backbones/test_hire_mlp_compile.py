@@ -148,7 +148,7 @@ def test_compiled_training_step_equals_eager(dynamic):
                 # float64: each gradient against its own size (a floor for the gradients that
                 # vanish in exact arithmetic, a convolution's bias before a BatchNorm)
                 scale = largest if dynamic else max(pa.grad.abs().max(), 1e-6 * largest)
-                assert_rel_close(pa.grad, pb.grad, tol_grad, scale), name
+                assert_rel_close(pa.grad, pb.grad, tol_grad, scale, what=name)
             for (name, ba), bb in zip(eager.named_buffers(), model.buffers()):
-                assert_rel_close(ba.double(), bb.double(), tol_out), name  # BN statistics
+                assert_rel_close(ba.double(), bb.double(), tol_out, what=name)  # BN statistics
             eager.zero_grad(), model.zero_grad()

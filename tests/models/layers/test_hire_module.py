@@ -43,7 +43,7 @@ def test_fast_equals_plain(pad_mode, shift, region_size, training):
         (b * weight).sum().backward()
         assert_rel_close(xa.grad, xb.grad)
         for (name, pa), pb in zip(plain.named_parameters(), fast.parameters()):
-            assert_rel_close(pa.grad, pb.grad), name
+            assert_rel_close(pa.grad, pb.grad, what=name)
         plain.zero_grad(), fast.zero_grad()
         if training:  # both moved their BN statistics the same way
             for ba, bb in zip(plain.buffers(), fast.buffers()):
@@ -74,7 +74,7 @@ def test_backbone_fast_equals_plain(training, dtype, rel):
     # training-mode BN): judge every parameter against the largest gradient of the model.
     scale = max(p.grad.abs().max() for p in plain.parameters())
     for (name, pa), pb in zip(plain.named_parameters(), fast.parameters()):
-        assert_rel_close(pa.grad, pb.grad, rel, scale), name
+        assert_rel_close(pa.grad, pb.grad, rel, scale, what=name)
 
 
 def test_small_maps_take_the_plain_path():
