@@ -151,3 +151,21 @@ def test_gpu_check_without_a_gpu_and_as_a_dry_run():
     assert all(line.startswith('  ok   ' + e) for line, e in zip(oks, expected)), out.stdout
     assert 'FAIL' not in out.stdout
     assert 'gpu_check: all checks passed' in out.stdout
+
+
+@pytest.mark.slow
+def test_compile_cost_table():
+    out = run(['--arch', '{"depths": [1, 1, 1, 1]}', '--size', '32', '48', '--modes', 'eval',
+               '--sample', '2'], 'tools/benchmark_compile.py')
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith('| eval |')]
+    assert len(rows) == 1, out.stdout
+    cells = [c.strip() for c in rows[0].strip('|').split('|')]
+    assert int(cells[2]) > 0  # distinct kernels found in the cache
+    assert 'median of 2' in cells[-2]
+    assert 'CPU: ' in out.stdout
+
+
+def test_compile_cost_bad_arch_gets_a_clear_error():
+    out = run(['--arch', '{depths: 1}'], 'tools/benchmark_compile.py')
+    assert out.returncode == 2 and 'is not a JSON dict' in out.stderr
