@@ -89,6 +89,7 @@ LONGEST = {
     'test_sigkill_then_resume_gives_the_uninterrupted_weights[seg]': 81,
     'test_mask_rcnn_deploys': 77,
     'test_onnxruntime_rows': 70,
+    'test_compile_cost_table': 90,
     'test_dist_train_and_test_two_processes_on_cpu': 72,
 }
 
