@@ -13,6 +13,7 @@ caches off (what a user's first run on a new machine sees), then rebuilds a samp
 kernels it made, one at a time, with inductor's own build path (compiler flags and
 precompiled header included), and an empty kernel: the floor that every kernel pays.
 """
+import ast
 import glob
 import json
 import os
@@ -49,7 +50,7 @@ def kernel_sources(cache_dir):
         with open(path) as f:
             text = f.read()
         for argtypes, source in _KERNEL.findall(text):
-            seen.setdefault(source, json.loads(argtypes.replace("'", '"')))
+            seen.setdefault(source, ast.literal_eval(argtypes))
     return [(argtypes, source) for source, argtypes in seen.items()]
 
 
