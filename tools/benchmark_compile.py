@@ -12,6 +12,7 @@ kernel with the same flags and precompiled header. Steady-state speed of the com
 """
 import argparse
 import json
+import sys
 import warnings
 
 warnings.filterwarnings('ignore')
@@ -43,13 +44,22 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if min(args.size) < 1 or args.batch < 1 or args.threads < 1 or args.sample < 1:
         parser.error('--size, --batch, --threads and --sample must be positive')
+    from mmhire import HireMLP
+    from mmhire.errors import HireMLPConfigError
+    try:  # here, not in the child process that compiles: a bad arch gets one line
+        HireMLP(arch=args.arch)
+    except HireMLPConfigError as e:
+        parser.error(f'--arch: {e}')
     return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    results = {mode: measure_compile(args.arch, args.size, mode, args.batch, args.threads,
-                                     args.sample) for mode in args.modes}
+    try:
+        results = {mode: measure_compile(args.arch, args.size, mode, args.batch, args.threads,
+                                         args.sample) for mode in args.modes}
+    except RuntimeError as e:  # the compile failed in the child; its error is in the message
+        sys.exit(f'benchmark_compile: {e}')
     print(f'\nCPU: {cpu_description()}')
     arch = args.arch if isinstance(args.arch, str) else json.dumps(args.arch)
     print(f'HireMLP {arch} at {args.batch}x3x{args.size[0]}x{args.size[1]}, '

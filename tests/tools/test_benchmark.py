@@ -169,3 +169,6 @@ def test_compile_cost_table():
 def test_compile_cost_bad_arch_gets_a_clear_error():
     out = run(['--arch', '{depths: 1}'], 'tools/benchmark_compile.py')
     assert out.returncode == 2 and 'is not a JSON dict' in out.stderr
+    for arch, says in (('x', "unknown arch 'x'"), ('{"depth": [1, 1, 1, 1]}', "keys ['depth']")):
+        out = run(['--arch', arch], 'tools/benchmark_compile.py')
+        assert out.returncode == 2 and says in out.stderr and 'Traceback' not in out.stderr
