@@ -4,7 +4,9 @@ _base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', './_base_/exact_resum
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
 arch = 'tiny'
-pretrained = 'checkpoints/hire_mlp_tiny.pth'  # the authors' released ImageNet-1K weights
+# the authors' released ImageNet-1K weights, downloaded once into torch.hub's cache; a local
+# copy instead: --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/hire_mlp_tiny.pth
+pretrained = 'https://github.com/ggjy/Hire-Wave-MLP.pytorch/releases/download/log/hire_mlp_tiny.pth'
 model = dict(
     backbone=dict(
         _delete_=True,

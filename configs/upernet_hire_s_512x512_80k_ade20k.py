@@ -8,7 +8,9 @@ _base_ = ['mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py', './_base_/exa
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
 arch = 'small'
-pretrained = 'checkpoints/hire_mlp_small.pth'  # the authors' released ImageNet-1K weights
+# the authors' released ImageNet-1K weights, downloaded once into torch.hub's cache; a local
+# copy instead: --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/hire_mlp_small.pth
+pretrained = 'https://github.com/ggjy/Hire-Wave-MLP.pytorch/releases/download/log/hire_mlp_small.pth'
 model = dict(
     pretrained=None,  # the ResNet base sets an open-mmlab:// URL here
     backbone=dict(

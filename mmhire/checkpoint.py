@@ -1,16 +1,27 @@
-"""Checkpoint loading: safe unpickling, the released / mmengine layouts, and loud mismatches.
+"""Checkpoint loading: safe unpickling, downloads, the released / mmengine layouts, loud mismatches.
 
 Every checkpoint mmhire reads goes through :func:`load_checkpoint_file`, which unpickles with
 ``weights_only=True`` (plain tensors and containers, plus the few mmengine types allow-listed in
-:mod:`mmhire.compat`), so a checkpoint can never run code on load.
+:mod:`mmhire.compat`), so a checkpoint can never run code on load. An ``http(s)://`` checkpoint
+is downloaded by torch.hub into its cache (``$TORCH_HOME/hub/checkpoints``, by default
+``~/.cache/torch/hub/checkpoints``) and read by the same loader. A download only enters the
+cache once that loader has read it, so a cut-off download, an error page or a file with pickled
+code never sits there looking complete. Importing this module makes mmengine's ``http(s)://``
+checkpoint loader this one too (ConvNeXt, MLP-Mixer and mmdet's backbones load through it).
 """
+import os
 import os.path as osp
 import pickle
+import socket
+import tempfile
 from collections import OrderedDict
 from typing import Optional
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlparse
 
 import torch
 from mmengine.logging import print_log
+from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmhire.errors import CheckpointError  # noqa: F401  (raised here; defined with the rest)
 
@@ -21,34 +32,130 @@ STATE_DICT_KEYS = ('state_dict', 'model', 'model_ema')
 CLASSIFIER_PREFIXES = ('norm.', 'head.')
 WRAPPER_PREFIXES = ('module.', 'backbone.')
 
+# The authors' ImageNet-1K weights (github.com/ggjy/Hire-Wave-MLP.pytorch, release "log").
+RELEASED_URLS = {arch: 'https://github.com/ggjy/Hire-Wave-MLP.pytorch/releases/download/log/'
+                       f'hire_mlp_{arch}.pth' for arch in ('tiny', 'small', 'base')}
+URL_SCHEMES = ('http', 'https')
+# Seconds a download may wait for the server (to connect, or for the next bytes) before it
+# fails; a slow download that keeps receiving is never cut off.
+DOWNLOAD_TIMEOUT = 60
 
-def load_checkpoint_file(path: str, map_location='cpu'):
-    """``torch.load`` with ``weights_only=True`` and errors that name the file and the fix."""
+
+def is_url(path) -> bool:
+    return '://' in str(path)
+
+
+def cache_path(url: str) -> str:
+    """Where torch.hub and mmengine keep the download of ``url``."""
+    return osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(urlparse(url).path))
+
+
+def download(url: str, timeout: float = DOWNLOAD_TIMEOUT, progress: bool = True) -> str:
+    """The path of ``url``'s file in torch.hub's cache, downloaded first if the cache lacks it.
+
+    The download goes to a temporary file beside the cached one, which becomes the cached file
+    only after :func:`load_checkpoint_file` has read it; on any failure it is removed. Raises
+    :class:`CheckpointError` naming the URL, the cache path and the manual fix.
+    """
+    dst = cache_path(url)
+    fix = (f'Download it by other means and save it as {dst}, or point the config at a local '
+           f'copy: --cfg-options model.backbone.init_cfg.checkpoint=PATH')
+    scheme = urlparse(url).scheme
+    if scheme not in URL_SCHEMES or not osp.basename(urlparse(url).path):
+        raise CheckpointError(f'cannot download {url!r}: mmhire downloads http:// and https:// '
+                              f'URLs of a file; use one of those or a local path')
+    if osp.isfile(dst):
+        return dst
+    try:
+        os.makedirs(osp.dirname(dst), exist_ok=True)
+        fd, staging = tempfile.mkstemp(dir=osp.dirname(dst), prefix=osp.basename(dst) + '.',
+                                       suffix='.unverified')
+    except OSError as e:
+        raise CheckpointError(f'cannot download {url} into {osp.dirname(dst)} ({e.strerror}): '
+                              f'set TORCH_HOME to a folder you can write to') from None
+    os.close(fd)
+    default_timeout = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(timeout)  # torch.hub's urlopen takes no timeout of its own
+        try:
+            torch.hub.download_url_to_file(url, staging, progress=progress)
+        except HTTPError as e:
+            raise CheckpointError(f'cannot download {url}: the server answered HTTP {e.code} '
+                                  f'{e.reason}. {fix}') from None
+        except (URLError, OSError) as e:
+            reason = getattr(e, 'reason', None) or e
+            reason = getattr(reason, 'strerror', None) or reason
+            raise CheckpointError(f'cannot download {url} ({reason}; no network, or no answer '
+                                  f'within {timeout:g} s). {fix}') from None
+        finally:
+            socket.setdefaulttimeout(default_timeout)
+        try:
+            load_checkpoint_file(staging, source=url)
+        except CheckpointError as e:
+            raise CheckpointError(f'{e}; nothing was saved in {osp.dirname(dst)}') from None
+        os.replace(staging, dst)
+        print_log(f'Saved {url} as {dst}', logger='current')
+    finally:
+        if osp.exists(staging):
+            os.remove(staging)
+    return dst
+
+
+def load_checkpoint_file(path: str, map_location='cpu', source: Optional[str] = None):
+    """``torch.load`` with ``weights_only=True`` and errors that name the file and the fix.
+
+    ``path`` may be an ``http(s)://`` URL (see :func:`download`); ``source`` is what the
+    errors call the file (default: ``path``).
+    """
+    if is_url(path):
+        url, path = path, download(path)
+        try:
+            return load_checkpoint_file(path, map_location, source)
+        except CheckpointError as e:
+            raise CheckpointError(f'{e}. It is the cached download of {url}: delete it to '
+                                  f'download it again') from None
     path = osp.expanduser(str(path))
+    name = repr(source or path)
     if not osp.isfile(path):
         raise FileNotFoundError(
             f'checkpoint not found: {path!r}. Download the released Hire-MLP weights '
-            f'(hire_mlp_tiny.pth / hire_mlp_small.pth / hire_mlp_base.pth) into checkpoints/, '
+            f'(python tools/download_weights.py all, or give their URL as the checkpoint), '
             f'or train from scratch with init_cfg=None')
     if osp.getsize(path) == 0:
-        raise CheckpointError(f'checkpoint {path!r} is empty (0 bytes); download it again')
+        raise CheckpointError(f'checkpoint {name} is empty (0 bytes); download it again')
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if 'Weights only load failed' in str(e):
+        detail = _unsafe_detail(str(e))
+        if _is_html(path):
+            raise CheckpointError(f'checkpoint {name} is an HTML page, not a checkpoint (a '
+                                  f'login, error or download page?); get the file itself') from None
+        if 'Weights only load failed' in str(e) and 'Unsupported operand' not in detail:
             raise CheckpointError(
-                f'refusing to load {path!r}: it contains pickled Python objects that could run '
+                f'refusing to load {name}: it contains pickled Python objects that could run '
                 f'code when loaded, and mmhire only loads tensors, plain containers and '
                 f"mmengine's own checkpoint types. If you trust the file, re-save just its "
                 f'tensors (torch.save(ckpt["state_dict"], new_path)) in a trusted environment. '
-                f'torch said: {_unsafe_detail(str(e))}') from None
-        raise CheckpointError(f'checkpoint {path!r} is corrupted and cannot be unpickled '
+                f'torch said: {detail}') from None
+        raise CheckpointError(f'checkpoint {name} is corrupted or not a PyTorch file and cannot '
+                              f'be unpickled ({detail}); download it again') from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:  # the first sentence suffices
+        first_line = str(e).strip().splitlines()[0].split('. ')[0] if str(e).strip() \
+            else type(e).__name__
+        raise CheckpointError(f'checkpoint {name} is truncated or corrupted and cannot be read '
                               f'({first_line}); download it again') from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f'checkpoint {path!r} is truncated or corrupted and cannot be read '
-                              f'({first_line}); download it again') from None
+
+
+def _is_html(path) -> bool:
+    with open(path, 'rb') as f:
+        return f.read(512).lstrip().startswith(b'<')
+
+
+@CheckpointLoader.register_scheme(prefixes=('http://', 'https://'), force=True)
+def load_from_url(filename, map_location=None):
+    """mmengine's loader for ``http(s)://`` checkpoints, made :func:`load_checkpoint_file`:
+    the same cache, with the checks and messages above."""
+    return load_checkpoint_file(filename, map_location)
 
 
 def _unsafe_detail(message: str) -> str:

@@ -3,7 +3,9 @@
 mmseg 1.2.2's wheel installs a top-level package named ``tests``, so this suite never does
 ``import tests.x``; helpers live beside this file and are imported through the path added here.
 """
+import ipaddress
 import os
+import socket
 import subprocess
 import sys
 
@@ -19,6 +21,27 @@ if int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1')) > 1:
         1, (os.cpu_count() or 2) // int(os.environ['PYTEST_XDIST_WORKER_COUNT']))))
 
 import torch  # noqa: E402
+
+# Nothing in the suite reaches past this machine. In this process a connection to any address
+# but loopback fails at once; in the tools' subprocesses, urllib (torch.hub's downloads) goes
+# through a proxy on a closed local port.
+os.environ.update(http_proxy='http://127.0.0.1:9', https_proxy='http://127.0.0.1:9',
+                  no_proxy='127.0.0.1,localhost')
+_connect = socket.socket.connect
+
+
+def _connect_locally(sock, address):
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] != 'localhost':
+        try:
+            local = ipaddress.ip_address(address[0]).is_loopback
+        except ValueError:
+            local = False
+        if not local:
+            raise ConnectionRefusedError(f'the test suite must not connect to {address[0]}')
+    return _connect(sock, address)
+
+
+socket.socket.connect = _connect_locally
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,6 +114,7 @@ LONGEST = {
     'test_onnxruntime_rows': 70,
     'test_compile_cost_table': 90,
     'test_dist_train_and_test_two_processes_on_cpu': 72,
+    'test_cpu_dry_run_every_step_but_compile': 300,
 }
 
 

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from mmhire.analysis.box_errors import box_iou, count_box_errors, format_box_errors
+from mmhire.analysis.box_errors import count_box_errors, format_box_errors
 
 
 def write_ann(tmp_path):
@@ -84,9 +84,3 @@ def test_results_from_another_set_are_refused(tmp_path):
     ann = write_ann(tmp_path)
     with pytest.raises(ValueError, match='no predictions for 2 of the 3 images'):
         count_box_errors([pred(1, [], [], [])], ann, classes=CLASSES)
-
-
-def test_box_iou():
-    iou = box_iou([[0, 0, 10, 10]], [[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])
-    np.testing.assert_allclose(iou, [[1, 1 / 3, 0]])
-    assert box_iou(np.zeros((0, 4)), [[0, 0, 1, 1]]).shape == (0, 1)

@@ -108,7 +108,7 @@ def test_nothing_matching_raises(tmp_path):
 
 
 def test_missing_file_names_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r'checkpoint not found.*checkpoints/'):
+    with pytest.raises(FileNotFoundError, match=r'checkpoint not found.*download_weights\.py'):
         build_loaded(tmp_path / 'hire_mlp_small.pth')
 
 
@@ -118,6 +118,17 @@ def test_truncated_file_names_the_file(tmp_path, released_state):
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])
     with pytest.raises(CheckpointError, match=r'trunc\.pth.*truncated or corrupted'):
+        load_checkpoint_file(str(path))
+
+
+@pytest.mark.parametrize('content, message', [
+    (b'not a checkpoint', r"'.*x\.pth' is corrupted or not a PyTorch file"),
+    (b'\n<!DOCTYPE html><html>Sign in</html>', 'is an HTML page, not a checkpoint')])
+def test_a_file_that_is_no_checkpoint_is_named_as_such(tmp_path, content, message):
+    """Not called unsafe: weights_only refuses its first byte, but it holds no code."""
+    path = tmp_path / 'x.pth'
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
         load_checkpoint_file(str(path))
 
 

@@ -81,3 +81,11 @@ def test_cost_and_report_files(tmp_path):
     with pytest.raises(CompareError, match='already holds a report'):
         compare.write_report(report, str(out))
     assert open(paths['report.json']).read() == before
+
+
+def test_plots_line_only_when_there_are_plots():
+    report = compare.build_report(['hire_t'], {'hire_t': {'backbone': {'64x96': 'ok'}}}, meta={})
+    text = compare.report_markdown(report)
+    assert '| HireMLP-T | ok |' in text and 'Plots' not in text
+    report['meta']['plots'] = ['latency_vs_resolution.png']
+    assert 'Plots: `latency_vs_resolution.png`' in compare.report_markdown(report)

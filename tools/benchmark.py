@@ -6,6 +6,7 @@
     python tools/benchmark.py --device cuda                    # GPU, synchronised timing
     python tools/benchmark.py --compile                        # + torch.compile rows
     python tools/benchmark.py --onnxruntime                    # + onnxruntime rows (CPU)
+    python tools/benchmark.py --count-launches                 # launch counts instead, 3x256x320
 
 For every backbone it reports params, MACs at the input size, median inference latency, median
 training-step time (forward + backward), peak memory of each, and the achieved rate
@@ -14,11 +15,23 @@ in the same run (the better of one measurement before and one after the models).
 (model, mode) runs in a fresh process (see :mod:`mmhire.analysis.speed`). Compare ratios
 within one run: these machines are shared. Resolution scaling: ``tools/benchmark_scaling.py``;
 one Hire module per stage: ``tools/benchmark_hire_modules.py``.
+
+``--count-launches`` is a separate mode that times nothing: in this one process it counts the
+operators that a forward (eval, no_grad) and a training step (forward + backward of the sum of
+the outputs) dispatch at batch 1, 2 and 8 (``--count-batches``), views, allocations and
+metadata queries left out: a proxy for a GPU's kernel launches (the rule:
+:mod:`mmhire.analysis.launches`). It prints one table, with what each extra image adds
+(count at batch 2 minus batch 1, and (batch 8 - batch 2) / 6): flat in the batch means 0.
+Default models HireMLP-S fast, plain and fused (no training step), ResNet-50 and Swin-T, at
+3x256x320 unless ``--size`` is given; ``--models``, ``--device``, ``--threads`` and
+``--no-train`` apply, the timing options do not.
 """
 import argparse
 import warnings
 
 warnings.filterwarnings('ignore')
+from mmhire.analysis.launches import BATCHES as COUNT_BATCHES  # noqa: E402
+from mmhire.analysis.launches import SHAPE as COUNT_SIZE  # noqa: E402
 from mmhire.analysis.speed import (COMPILE_MODELS, COMPILED, INFERENCE_ONLY, MODELS,  # noqa
                                    ORT, ORT_MODELS, Job, add_run_args, add_timing_args,
                                    amp_dtype_name,
@@ -26,11 +39,16 @@ from mmhire.analysis.speed import (COMPILE_MODELS, COMPILED, INFERENCE_ONLY, MOD
                                    run_jobs)
 from mmhire.env import cpu_description  # noqa: E402
 
+TIMING_SIZE = (800, 1216)
+COUNT_MODELS = ('hire_s_fast', 'hire_s_plain', 'hire_s_fused', 'resnet50', 'swin_t')
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--size', type=int, nargs=2, default=(800, 1216), metavar=('H', 'W'))
+    parser.add_argument('--size', type=int, nargs=2, metavar=('H', 'W'),
+                        help=f'input size (default: {TIMING_SIZE[0]} {TIMING_SIZE[1]}; with '
+                        f'--count-launches {COUNT_SIZE[0]} {COUNT_SIZE[1]})')
     add_timing_args(parser)
     parser.add_argument('--models', nargs='+',
                         choices=MODELS + COMPILE_MODELS[1::2] + ORT_MODELS[1::2],
@@ -45,8 +63,19 @@ def parse_args(argv=None):
     parser.add_argument('--amp', action='store_true',
                         help='autocast rows (bf16 on CPU, fp16 on CUDA) next to the float32 ones')
     parser.add_argument('--no-train', action='store_true', help='inference only')
+    parser.add_argument('--count-launches', action='store_true',
+                        help='instead of timing: count the operators a forward and a '
+                        'training step dispatch (views, allocations and metadata queries left '
+                        'out: a proxy for kernel launches), at each of --count-batches; '
+                        f'default models {" ".join(COUNT_MODELS)}, default size '
+                        f'{COUNT_SIZE[0]} {COUNT_SIZE[1]}')
+    parser.add_argument('--count-batches', type=int, nargs='+', default=list(COUNT_BATCHES),
+                        metavar='B', help='batch sizes of --count-launches (default: %(default)s)')
     add_run_args(parser)
     args = parser.parse_args(argv)
+    if args.count_launches:
+        return check_count_args(parser, args)
+    args.size = args.size or TIMING_SIZE
     if args.onnxruntime and args.device != 'cpu':
         parser.error('--onnxruntime times the CPU execution provider; leave --device out')
     check_args(parser, args)
@@ -68,8 +97,61 @@ def parse_args(argv=None):
     return args
 
 
+def check_count_args(parser, args):
+    """The options of ``--count-launches``: eager models only, no timing extras."""
+    extras = [flag for flag, on in (('--compile', args.compile), ('--onnxruntime',
+                                    args.onnxruntime), ('--amp', args.amp),
+                                    ('--png', args.png)) if on]
+    if extras:
+        parser.error(f'--count-launches counts eager float32 models and draws nothing; '
+                     f'leave out {" ".join(extras)}')
+    if args.models is None:
+        args.models = list(COUNT_MODELS)
+    wrong = [m for m in args.models if m not in MODELS]
+    if wrong:
+        parser.error(f'--count-launches counts eager models: {" ".join(wrong)} is not one '
+                     f'of {" ".join(MODELS)}')
+    if min(args.count_batches) < 1 or len(set(args.count_batches)) != len(args.count_batches):
+        parser.error('--count-batches must be distinct batch sizes of at least 1')
+    if args.threads < 1:
+        parser.error('--threads must be at least 1')
+    if args.device.startswith('cuda'):
+        import torch
+        if not torch.cuda.is_available():
+            parser.error('--device cuda but no CUDA GPU is visible; leave --device out (cpu)')
+    args.size = args.size or COUNT_SIZE
+    args.count_batches = sorted(args.count_batches)
+    return args
+
+
+def count_launches_table(args):
+    """The ``--count-launches`` mode: every model counted in this process, one table."""
+    import sys
+
+    import torch
+
+    from mmhire.analysis.launches import format_table, launch_row
+    torch.set_num_threads(args.threads)
+    shape = tuple(args.size)
+    rows = []
+    for m in args.models:
+        print(f'  counting {label(m)} ...', file=sys.stderr, flush=True)
+        rows.append(launch_row(m, shape, args.count_batches, train=not args.no_train,
+                               device=args.device))
+    steps = ('forward (eval, no_grad)' + ('' if args.no_train else
+             ' and a training step (forward + backward of the sum of the outputs)'))
+    print(f'\nLaunch counts: aten operators dispatched by a {steps}, views, allocations '
+          f'and metadata queries left out (mmhire.analysis.launches), at Bx3x{shape[0]}x'
+          f'{shape[1]}, {args.device}, torch {torch.__version__}\n')
+    print(format_table(rows, train=not args.no_train))
+    print('(each extra image adds: the count\'s growth per image between consecutive batch '
+          'sizes; 0 is flat in the batch)')
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.count_launches:
+        return count_launches_table(args)
     shape = tuple(args.size)
     modes = ['infer'] + ([] if args.no_train else ['train'])
     precisions = [False, True] if args.amp else [False]

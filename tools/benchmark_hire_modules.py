@@ -5,8 +5,8 @@
 
 Each stage's second block (the first one with a shift) at the map size it sees for ``--size``;
 fast and plain interleaved in this process, inputs channels-last for the fast path (as the
-backbone feeds it). Maps too small for the fast path to pay say so
-(:meth:`~mmhire.models.layers.HireModule.takes_fast_path`).
+backbone feeds it). Maps too small for folding ``proj`` to pay say so: the fast path keeps
+``proj`` unfolded there (:func:`~mmhire.models.layers.branch_folding.folds_weights`).
 """
 import argparse
 import statistics
@@ -56,6 +56,7 @@ def main(argv=None):
 
     from mmhire import HireMLP
     from mmhire.models.layers import HireModule
+    from mmhire.models.layers.branch_folding import folds_weights
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     blocks = stage_blocks('s')
@@ -76,7 +77,7 @@ def main(argv=None):
         inputs = {True: x.contiguous(memory_format=torch.channels_last), False: x}
         med = time_pair(modules, inputs, args.warmup, args.repeats)
         f, p = med[True] * 1e3, med[False] * 1e3
-        path = '' if attn.takes_fast_path(h, w) else ' (plain path: small map)'
+        path = '' if folds_weights(attn, h, w) else ' (proj unfolded: small map)'
         print(f'| {stage + 1} | {h}x{w} | {attn.embed_dims} | {attn.region_size} | '
               f'{attn.shift} | {f:.1f}{path} | {p:.1f} | {p / f:.2f}x |')
 

@@ -2,12 +2,13 @@
 # fpn_hire_s_512x512_40k_ade20k.py with only the backbone, the neck's input widths and the pretrained
 # weights changed (same schedule, optimizer, drop path, data and seeds): the paper's
 # claim on equal terms.
-# Pretrained weights, saved as checkpoints/convnext-tiny_in1k.pth:
-# https://download.openmmlab.com/mmclassification/v0/convnext/downstream/convnext-tiny_3rdparty_32xb128-noema_in1k_20220301-795e9634.pth
+# Pretrained weights: mmpretrain's ConvNeXt-T (ImageNet-1K),
+# downloaded once into torch.hub's cache; a local copy instead:
+# --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/convnext-tiny_in1k.pth
 _base_ = ['../fpn_hire_s_512x512_40k_ade20k.py']
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/convnext-tiny_in1k.pth'
+pretrained = 'https://download.openmmlab.com/mmclassification/v0/convnext/downstream/convnext-tiny_3rdparty_32xb128-noema_in1k_20220301-795e9634.pth'
 model = dict(
     backbone=dict(
         _delete_=True,

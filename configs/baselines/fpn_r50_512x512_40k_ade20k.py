@@ -2,12 +2,13 @@
 # fpn_hire_s_512x512_40k_ade20k.py with only the backbone, the neck's input widths and the pretrained
 # weights changed (same schedule, optimizer, drop path, data and seeds): the paper's
 # claim on equal terms.
-# Pretrained weights, saved as checkpoints/resnet50_v1c.pth:
-# mmseg's 'open-mmlab://resnet50_v1c'
+# Pretrained weights: mmseg's ResNet-50 V1c (what 'open-mmlab://resnet50_v1c' names),
+# downloaded once into torch.hub's cache; a local copy instead:
+# --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/resnet50_v1c.pth
 _base_ = ['../fpn_hire_s_512x512_40k_ade20k.py']
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/resnet50_v1c.pth'
+pretrained = 'https://download.openmmlab.com/pretrain/third_party/resnet50_v1c-2cccc1ad.pth'
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -2,12 +2,13 @@
 # fpn_hire_s_512x512_40k_ade20k.py with only the backbone, the neck's input widths and the pretrained
 # weights changed (same schedule, optimizer, drop path, data and seeds): the paper's
 # claim on equal terms.
-# Pretrained weights, saved as checkpoints/swin_tiny_patch4_window7_224.pth:
-# https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/swin/swin_tiny_patch4_window7_224_20220317-1cdeb081.pth (mmseg's conversion)
+# Pretrained weights: mmseg's conversion of the Swin authors' Swin-T,
+# downloaded once into torch.hub's cache; a local copy instead:
+# --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/swin_tiny_patch4_window7_224.pth
 _base_ = ['../fpn_hire_s_512x512_40k_ade20k.py']
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
+pretrained = 'https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/swin/swin_tiny_patch4_window7_224_20220317-1cdeb081.pth'
 model = dict(
     backbone=dict(
         _delete_=True,

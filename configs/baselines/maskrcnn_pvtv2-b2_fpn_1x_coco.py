@@ -2,12 +2,13 @@
 # maskrcnn_hire_s_fpn_1x_coco.py with only the backbone, the neck's input widths and the pretrained
 # weights changed (same schedule, optimizer, drop path, data and seeds): the paper's
 # claim on equal terms.
-# Pretrained weights, saved as checkpoints/pvt_v2_b2.pth:
-# https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b2.pth
+# Pretrained weights: the PVTv2 authors' PVTv2-b2 (ImageNet-1K),
+# downloaded once into torch.hub's cache; a local copy instead:
+# --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/pvt_v2_b2.pth
 _base_ = ['../maskrcnn_hire_s_fpn_1x_coco.py']
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/pvt_v2_b2.pth'
+pretrained = 'https://github.com/whai362/PVT/releases/download/v2/pvt_v2_b2.pth'
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -2,12 +2,13 @@
 # retinanet_hire_s_fpn_1x_coco.py with only the backbone, the neck's input widths and the pretrained
 # weights changed (same schedule, optimizer, drop path, data and seeds): the paper's
 # claim on equal terms.
-# Pretrained weights, saved as checkpoints/resnet50_torchvision.pth:
-# torchvision's ImageNet ResNet-50 (what mmdet's 'torchvision://resnet50' downloads)
+# Pretrained weights: torchvision's ResNet-50 (what mmdet's 'torchvision://resnet50' names),
+# downloaded once into torch.hub's cache; a local copy instead:
+# --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/resnet50_torchvision.pth
 _base_ = ['../retinanet_hire_s_fpn_1x_coco.py']
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/resnet50_torchvision.pth'
+pretrained = 'https://download.pytorch.org/models/resnet50-0676ba61.pth'
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -2,12 +2,13 @@
 # retinanet_hire_s_fpn_1x_coco.py with only the backbone, the neck's input widths and the pretrained
 # weights changed (same schedule, optimizer, drop path, data and seeds): the paper's
 # claim on equal terms.
-# Pretrained weights, saved as checkpoints/swin_tiny_patch4_window7_224.pth:
-# https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth
+# Pretrained weights: the Swin authors' Swin-T (ImageNet-1K),
+# downloaded once into torch.hub's cache; a local copy instead:
+# --cfg-options model.backbone.init_cfg.checkpoint=checkpoints/swin_tiny_patch4_window7_224.pth
 _base_ = ['../retinanet_hire_s_fpn_1x_coco.py']
 custom_imports = dict(imports=['mmhire'], allow_failed_imports=False)
 
-pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
+pretrained = 'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth'
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -9,18 +9,8 @@ import json
 from collections import Counter
 
 import numpy as np
-
-
-def box_iou(a, b):
-    """IoU of every box in ``a`` (n, 4) with every box in ``b`` (m, 4), x1y1x2y2: (n, m)."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+import torch
+from mmdet.structures.bbox import bbox_overlaps
 
 
 def count_box_errors(results, ann_file, classes=None, score_thr=0.5, match_iou=0.5,
@@ -76,7 +66,8 @@ def count_box_errors(results, ann_file, classes=None, score_thr=0.5, match_iou=0
         boxes = np.asarray(pred['bboxes'], float).reshape(-1, 4)[keep]
         labels = np.asarray(pred['labels']).reshape(-1)[keep]
         gt_labels = np.array([lab for lab, _ in objects], int)
-        iou = box_iou([box for _, box in objects], boxes)  # objects x boxes
+        gt_boxes = torch.tensor([box for _, box in objects], dtype=torch.float64).reshape(-1, 4)
+        iou = bbox_overlaps(gt_boxes, torch.from_numpy(boxes)).numpy()  # objects x boxes
         clean = True
         for i, lab in enumerate(gt_labels):
             own = (labels == lab) & (iou[i] >= match_iou)

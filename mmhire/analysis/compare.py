@@ -7,8 +7,9 @@ Two checks, each on every backbone of :data:`mmhire.analysis.peers.PEERS` asked 
   set to its outputs). Each cell holds ``'ok'`` or the first line of what the model raised; a
   peer that cannot take part says why (MLP-Mixer has no feature pyramid).
 - **cost**: params, MACs and CPU inference latency at one size (800x1216 by default), and how
-  latency and MACs grow with the resolution. A fixed-size peer (MLP-Mixer) is built again at
-  each size, as it would have to be: its token MLPs grow with the token count.
+  latency and MACs grow with the resolution, each backbone and size in a fresh process (as
+  ``tools/benchmark.py`` measures). A fixed-size peer (MLP-Mixer) is built again at each size,
+  as it would have to be: its token MLPs grow with the token count.
 
 :func:`write_report` writes ``report.json``, ``report.md`` and PNG plots into a new folder.
 """
@@ -164,8 +165,11 @@ def latency_ms(model, size, warmup=1, repeats=3) -> float:
     return statistics.median(times[warmup:]) * 1e3
 
 
-def _cost_at(name, size, small, warmup, repeats):
+def _cost_at(name, size, small, warmup, repeats, threads=None):
     from .complexity import count_macs
+    if threads:  # in a fresh process
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
     model = build_backbone(name, small, img_size=size)
     model.eval()
     return dict(params_m=sum(p.numel() for p in model.parameters()) / 1e6,
@@ -173,15 +177,27 @@ def _cost_at(name, size, small, warmup, repeats):
                 latency_ms=latency_ms(model, size, warmup, repeats))
 
 
+def _fresh_process(*args):
+    """:func:`_cost_at` in a fresh process, as ``tools/benchmark.py`` times each model: in one
+    long process a backbone's latency moved with what ran before it (glibc's allocator state:
+    page faults, docs/speed.md), so ratios changed with the other backbones asked for."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .speed import _job_context
+    with ProcessPoolExecutor(1, mp_context=_job_context('system')) as pool:
+        return pool.submit(_cost_at, *args, torch.get_num_threads()).result()
+
+
 def cost(names: Sequence[str], size: Size = (800, 1216), scaling=DEFAULT_SCALING, small=False,
          warmup=1, repeats=3, log=print) -> Dict[str, dict]:
     """``{backbone: {params_m, gmacs, latency_ms, scaling: {'SxS': {params_m, gmacs,
-    latency_ms}}}}``; a peer that cannot be built or run holds ``error`` instead."""
+    latency_ms}}}}``, each measured in a fresh process with this process's thread count; a
+    peer that cannot be built or run holds ``error`` instead."""
     result = {}
     for name in check_names(names):
         entry = {}
         try:
-            entry.update(_cost_at(name, size, small, warmup, repeats))
+            entry.update(_fresh_process(name, size, small, warmup, repeats))
             log(f"  cost {PEERS[name].label:>16} at {size_key(size)}: "
                 f"{entry['params_m']:.1f} M params, {entry['gmacs']:.2f} GMACs, "
                 f"{entry['latency_ms']:.0f} ms")
@@ -191,7 +207,7 @@ def cost(names: Sequence[str], size: Size = (800, 1216), scaling=DEFAULT_SCALING
         entry['scaling'] = {}
         for side in scaling:
             try:
-                entry['scaling'][size_key((side, side))] = _cost_at(
+                entry['scaling'][size_key((side, side))] = _fresh_process(
                     name, (side, side), small, warmup, repeats)
             except Exception as e:
                 entry['scaling'][size_key((side, side))] = dict(error=error_cell(e))
@@ -297,7 +313,8 @@ def report_markdown(report: dict) -> str:
             parts += [f'### {unit} against resolution', '', _md_table(['backbone'] + sides, rows),
                       '']
     parts += _accuracy_markdown(report)
-    parts += ['Plots: ' + ', '.join(f'`{p}`' for p in meta.get('plots', [])) or '', '']
+    if meta.get('plots'):
+        parts += ['Plots: ' + ', '.join(f'`{p}`' for p in meta['plots']), '']
     return '\n'.join(parts)
 
 

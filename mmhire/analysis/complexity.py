@@ -20,7 +20,7 @@ def count_macs(model: torch.nn.Module, inputs: tuple) -> int:
     formulation, the architecture's multiply-adds, not in the graph that export records."""
     from mmengine.analysis import FlopAnalyzer
 
-    from mmhire.models.layers.traceable import count_plain_path
+    from mmhire.models.layers.capture import count_plain_path
     with torch.no_grad(), count_plain_path():
         analyzer = FlopAnalyzer(model, inputs)
         analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)

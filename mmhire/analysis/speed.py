@@ -249,6 +249,39 @@ def run_jobs(jobs, rounds=1, allocator='system'):
                  peak_mb=statistics.median(r['peak_mb'] for r in runs)) for runs in per_job]
 
 
+def iter_jobs(jobs, allocator='system'):
+    """Run each job once, in order, each in a fresh process as :func:`run_jobs` does, and
+    yield ``(job, result, error)`` as each one finishes: ``result`` is :func:`measure`'s dict
+    and ``error`` None, or ``result`` is None and ``error`` one line saying why the job failed
+    (it raised, or its process died). A failed job does not stop the ones after it. The
+    allocator environment stays set until the generator is exhausted or closed (the fork
+    server reads it when it starts). Used by ``tools/gpu_check.py`` to print rows as they
+    come."""
+    from concurrent.futures import ProcessPoolExecutor
+    saved = {k: os.environ.get(k) for k in RETAIN_ENV}
+    if allocator == 'retain':
+        os.environ.update(RETAIN_ENV)
+    try:
+        ctx = _job_context(allocator)
+        for job in jobs:
+            try:
+                # (an executor, not a Pool: a worker that dies raises BrokenProcessPool here,
+                # where Pool.apply would wait for it forever)
+                with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+                    result = pool.submit(measure, job).result()
+            except Exception as e:  # noqa: BLE001 (reported, and the next job runs)
+                first = (str(e).strip().splitlines() or [''])[0][:300]
+                yield job, None, f'{type(e).__name__}: {first}'.rstrip(': ')
+            else:
+                yield job, result, None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def add_timing_args(parser):
     """The options every benchmark script shares."""
     parser.add_argument('--batch', type=int, default=1)

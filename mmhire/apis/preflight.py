@@ -1,13 +1,15 @@
 """Checks the tools run before building anything, so that a missing file is one clear message.
 
 Each check raises :class:`PreflightError` with what is missing, where to get it, how to lay it
-out, and how to run without it.
+out, and how to run without it (a pretrained file that fails to download: the
+:class:`CheckpointError` of :func:`mmhire.checkpoint.download`).
 """
 import glob
 import os
 import os.path as osp
+from urllib.parse import urlparse
 
-
+from mmhire.checkpoint import RELEASED_URLS, URL_SCHEMES, download, is_url
 from mmhire.errors import PreflightError  # noqa: E402,F401  (raised here; defined with the rest)
 
 
@@ -113,19 +115,27 @@ def _empty_files(folder, limit=MAX_LISTED + 1000):
 
 
 def check_pretrained(cfg):
-    """The backbone's ``init_cfg`` checkpoint exists (when it is a local path)."""
-    init_cfg = (cfg.model.get('backbone') or {}).get('init_cfg')
+    """The backbone's ``init_cfg`` checkpoint exists: a local path, or an ``http(s)://`` URL,
+    downloaded here into torch.hub's cache (once; later runs read the cache) and checked, so a
+    failing download stops the run before the datasets are built."""
+    backbone = cfg.model.get('backbone') or {}
+    init_cfg = backbone.get('init_cfg')
     if not isinstance(init_cfg, dict) or init_cfg.get('type') != 'Pretrained':
         return
     path = init_cfg.get('checkpoint')
-    if not path or '://' in str(path) or osp.isfile(path):
+    if path and is_url(path):
+        # other schemes (open-mmlab://, torchvision://, s3://) are mmengine's, for its backbones
+        if urlparse(path).scheme in URL_SCHEMES or backbone.get('type') == 'HireMLP':
+            download(path)
         return
-    arch = cfg.model.backbone.get('arch', '')
-    name = osp.basename(path)
+    if not path or osp.isfile(path):
+        return
+    url = next((u for u in RELEASED_URLS.values() if osp.basename(u) == osp.basename(path)), None)
+    where = (f'Download it from {url} and save it there, or let the run download it: '
+             f'--cfg-options model.backbone.init_cfg.checkpoint={url}' if url else
+             'Download it and save it there, or give its http(s) URL as the checkpoint')
     raise PreflightError(
-        f'the pretrained backbone checkpoint is missing: {path}\n'
-        f"Download the authors' released ImageNet-1K weights ({name}, Hire-MLP-{arch}) from "
-        f'the Hire-MLP release page and save it as {path}\n'
+        f'the pretrained backbone checkpoint is missing: {path}\n{where}\n'
         f'or train the backbone from scratch: --cfg-options model.backbone.init_cfg=None')
 
 

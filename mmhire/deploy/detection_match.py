@@ -25,10 +25,16 @@ The ties (``eps``: the rounding noise allowed in a score, ``iou_eps`` in an over
   another border, more than ``box_eps`` away) that does not overlap this one that much.
 """
 import numpy as np
-
-from mmhire.analysis.box_errors import box_iou
+import torch
+from mmdet.structures.bbox import bbox_overlaps
 
 TIE_REASONS = ('cut-off', 'score threshold', 'nms order', 'nms overlap', 'cascade')
+
+
+def box_iou(a, b):
+    """IoU of every box of ``a`` with every box of ``b`` (float64 x1y1x2y2 arrays): mmdet's."""
+    a, b = (torch.from_numpy(boxes).reshape(-1, 4) for boxes in (a, b))
+    return bbox_overlaps(a, b).numpy()
 
 
 def _as_arrays(dets):

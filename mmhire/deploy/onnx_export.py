@@ -7,8 +7,8 @@ Two exporters, both through :func:`torch.onnx.export`:
   deployment pipelines use;
 - ``'dynamo'`` (``dynamo=True``, torch's default since 2.9): ``torch.export`` and onnxscript.
 
-The Hire modules take their traceable formulation while being recorded (see
-:mod:`mmhire.models.layers.traceable`), so one file serves every input size.
+The Hire modules record their fast path with symbolic sizes (see
+:mod:`mmhire.models.layers.branch_folding`), so one file serves every input size.
 """
 import os.path as osp
 import warnings

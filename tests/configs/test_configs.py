@@ -1,10 +1,14 @@
 """Every shipped config builds and, shrunk, trains one iteration and evaluates on the demo data."""
 import os.path as osp
+from urllib.parse import urlparse
 
 import pytest
 from config_helpers import ALL_CONFIGS, BASELINE_CONFIGS, ROOT, shrink
 from mmengine.config import Config
 from mmengine.runner import Runner
+
+from mmhire.apis import PreflightError, check_pretrained
+from mmhire.checkpoint import RELEASED_URLS
 
 
 EXPECTED = {  # what the mission promises, so a config cannot silently disappear
@@ -14,6 +18,34 @@ EXPECTED = {  # what the mission promises, so a config cannot silently disappear
     'configs/fpn_hire_t_512x512_40k_ade20k.py', 'configs/fpn_hire_s_512x512_40k_ade20k.py',
     'configs/fpn_hire_b_512x512_40k_ade20k.py', 'configs/upernet_hire_s_512x512_80k_ade20k.py',
 }
+
+
+def well_formed(url):
+    """An https URL of a .pth file; returns its path."""
+    parts = urlparse(url)
+    assert parts.scheme == 'https' and parts.netloc and parts.path.endswith('.pth'), url
+    assert not (parts.params or parts.query or parts.fragment) and ' ' not in url, url
+    return parts.path
+
+
+def test_released_urls_are_the_authors():
+    for arch, url in RELEASED_URLS.items():
+        assert url == ('https://github.com/ggjy/Hire-Wave-MLP.pytorch/releases/download/log/'
+                       f'hire_mlp_{arch}.pth')
+
+
+def test_a_local_copy_by_one_override(tmp_path):
+    """The documented override; a missing local file names the URL to get it from."""
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/maskrcnn_hire_s_fpn_1x_coco.py'))
+    local = tmp_path / 'checkpoints' / 'hire_mlp_small.pth'
+    cfg.merge_from_dict({'model.backbone.init_cfg.checkpoint': str(local)})
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=str(local))
+    with pytest.raises(PreflightError, match=f'(?s)missing: {local}.*from '
+                                             f'{RELEASED_URLS["small"]} and save it there'):
+        check_pretrained(cfg)
+    local.parent.mkdir()
+    local.write_bytes(b'')
+    check_pretrained(cfg)  # a local file is the loader's to check
 
 
 def test_all_configs_present():
@@ -51,8 +83,11 @@ def test_config_declares_what_users_need(config):
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'
     init_cfg = cfg.model.backbone.init_cfg
     if not config.startswith('configs/demo/'):
-        arch = cfg.model.backbone.arch
-        assert init_cfg == dict(type='Pretrained', checkpoint=f'checkpoints/hire_mlp_{arch}.pth')
+        # the authors' file of the config's own arch: a T config loads hire_mlp_tiny.pth
+        arch = {'t': 'tiny', 's': 'small', 'b': 'base'}[osp.basename(config).split('_')[2]]
+        assert cfg.model.backbone.arch == arch
+        assert init_cfg == dict(type='Pretrained', checkpoint=RELEASED_URLS[arch])
+        assert well_formed(init_cfg.checkpoint).endswith(f'/hire_mlp_{arch}.pth')
     # the exact-resume settings, from configs/_base_/exact_resume.py
     assert dict(type='RNGStateHook') in cfg.custom_hooks
     if cfg.train_cfg.get('type', 'EpochBasedTrainLoop') == 'EpochBasedTrainLoop':
@@ -119,7 +154,8 @@ def test_baseline_differs_from_its_hiremlp_config_only_in_the_backbone(config):
         'fpn': 'fpn_hire_s_512x512_40k_ade20k.py'}[host]))
     peer = osp.basename(config).split('_')[1]
     assert cfg.model.backbone.type in BASELINE_BACKBONES[peer]
-    assert cfg.model.backbone.init_cfg.checkpoint.startswith('checkpoints/')
+    assert cfg.model.backbone.init_cfg.type == 'Pretrained'
+    well_formed(cfg.model.backbone.init_cfg.checkpoint)
     a, b = cfg.to_dict(), base.to_dict()
     for d in (a, b):
         d['model'].pop('backbone')

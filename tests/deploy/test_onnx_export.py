@@ -117,7 +117,7 @@ def test_backbone_export(tmp_path, pad_mode, fused, exporter):
     ops = assert_standard_ops(path, allow_pad=True)
     assert 'Conv' in ops and 'Gather' in ops
     # The stem pads inputs under 3x3 pixels up to its kernel's reach; the dynamo exporter
-    # records that pad as the guard it is (see traceable.pad_to_min_size), so its files
+    # records that pad as the guard it is (see hire_block.pad_to_min_size), so its files
     # take inputs from 3x3 up
     sizes = [s for s in BACKBONE_SIZES if exporter == 'torchscript' or min(s[2:]) >= 3]
     assert_matches(model, path, sizes)

@@ -213,7 +213,9 @@ def test_missing_dataset_message(tmp_path):
 def test_missing_pretrained_message(demo_data, tmp_path):
     coco = osp.join(demo_data, 'demo_coco')
     out = run(['tools/train.py', 'configs/maskrcnn_hire_s_fpn_1x_coco.py', '--work-dir',
-               str(tmp_path), '--cfg-options', f'train_dataloader.dataset.data_root={coco}/',
+               str(tmp_path), '--cfg-options',
+               'model.backbone.init_cfg.checkpoint=checkpoints/hire_mlp_small.pth',
+               f'train_dataloader.dataset.data_root={coco}/',
                'train_dataloader.dataset.ann_file=annotations/instances_train.json',
                'train_dataloader.dataset.data_prefix.img=train/',
                f'val_dataloader.dataset.data_root={coco}/',

@@ -15,8 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmhire.checkpoint import load_pretrained
 from mmhire.errors import HireMLPConfigError, HireMLPInputError, HireMLPTypeError
 from mmhire.models.layers import PAD_MODES, ConvNormAct, HireBlock
-from mmhire.models.layers.channels_last import ChannelsLastGrad
-from mmhire.models.layers.traceable import is_graph_capture
+from mmhire.models.layers.capture import is_graph_capture
 from mmhire.registry import MODELS
 from .arguments import check_drop_path_rate, check_frozen_stages, check_out_indices
 
@@ -27,6 +26,25 @@ _SHARED = dict(
     shift_steps=[2, 2, 1, 1],
 )
 ARCH_KEYS = ('depths', 'embed_dims', 'mlp_ratios', 'region_sizes', 'shift_periods', 'shift_steps')
+
+
+class ChannelsLastGrad(torch.autograd.Function):
+    """Identity whose backward hands on the gradient in channels-last memory.
+
+    Placed where the backbone's channels-last maps leave as NCHW outputs, it keeps the
+    gradients flowing back into the network channels-last, the layout its convolutions' backward
+    is fast in.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        # a view with x's own strides (``view_as`` may renumber a size-1 batch dimension's
+        # stride, which makes the layout look NCHW to the convolutions that follow)
+        return x.as_strided(x.size(), x.stride(), x.storage_offset())
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous(memory_format=torch.channels_last)
 
 
 @MODELS.register_module()

@@ -1,102 +1,177 @@
-"""The fast path's arithmetic: branch means and branch weights folded into ``proj``.
+"""The Hire module's fast path: the plain path's numbers, batched, in standard operators.
 
 The Hire module ends in ``proj(a_h * h + a_w * w + a_c * ch)``: ``proj`` is a 1x1 convolution
-(linear), the branch weights ``a`` are per channel, and each branch ends in a 1x1 convolution
-too (``mlp_h2``, ``mlp_w2``, ``mlp_c``). So the module's output is the sum of three convolutions
-whose weights absorb ``proj . diag(a_k)`` (:func:`fold_into_proj`), run on maps that exist
-anyway (the region MLPs' hidden maps and the input). ``a`` is a function of the branches'
-means, which :func:`region_branch_mean` reads off the hidden maps without computing the
-full-size branch outputs.
+(linear), the branch weights ``a`` are per image and channel, and each branch ends in a linear
+map too (``mlp_h2``, ``mlp_w2``, ``mlp_c``). So the module's output is the sum of three products
+whose weights absorb ``proj . diag(a_k)`` (:func:`_combine_folded`), run on maps that exist
+anyway: the region MLPs' hidden maps and the input. ``a`` is a function of the branches' means,
+which :func:`region_branch_mean` reads off the hidden maps without the full-size branch outputs.
+Folding saves ``proj`` (``C^2`` multiply-adds per position) and the weighted sum's passes, and
+costs about ``C^3 (p + 1)`` per image: on maps of fewer than ``C (p + 1)`` positions the branch
+outputs, the weighted sum and ``proj`` run as in the plain path instead (:func:`_combine`).
 
-Index letters, here and in the einsums below:
+Layout: every map is *positions-major*, ``(B, A, L, C)`` with the channels last (a view of the
+backbone's channels-last maps, no copy), and every product is a matrix product over the last
+dimension. The width branch works on ``(B, H, W, C)``, the height branch on its transpose
+``(B, W, H, C)``, so that both fold an axis of *consecutive* positions: after the shift-and-pad
+gather (:mod:`~mmhire.models.layers.region_rearrange`) the ``p`` tokens of a region sit side by
+side, and ``(B, A, Lp, C)`` read as ``(B, A, R, p * C)`` is the folded map, a view. The region
+MLPs' released weights are *channel-major* (input or output ``c * p + i`` is token ``i`` of
+channel ``c``); the (small) weights are reordered to the maps' *position-major* order
+(``i * C + c``), not the (large) maps. A folded product's output ``(B, A, R, p * C)`` read as
+``(B, A, Lp, C)`` is un-folded, again a view, and one gather crops the padding and undoes the
+shift.
 
-- ``o``: an output channel of ``proj`` (= of the module), ``C`` of them;
-- ``c``: a channel of a branch output (= an input channel of ``proj``), ``C``;
-- ``i``: a token's position inside its region, ``p`` = ``region_size``;
-- ``k``: a hidden channel of a region MLP, ``C / 2``;
-- ``b``: an image of the batch.
+Every image has its own folded weights, so the products are batched matrix products
+(``baddbmm``: the bias rides along): no loop over images, the same kernels for every batch size.
+Sizes are used as the caller sees them (ints in an eager run, ``SymInt`` under dynamo, 0-d
+tensors under ``torch.jit.trace``), so one recorded graph serves every input size. Means, not
+sums: a sum over a map of tens of thousands of positions overflows float16.
 
-A region MLP's second convolution, ``mlp_h2`` or ``mlp_w2``, has ``C * p`` outputs in the
-released *channel-major* order (output ``c * p + i`` is token ``i`` of channel ``c``); it is
-handled here as a weight ``(C, p, K)`` ``[c, i, k]`` and a bias ``(C, p)`` ``[c, i]``.
+Index letters: ``b`` image, ``a`` the axis across the branch, ``r`` region, ``i`` token in a
+region (``p`` = ``region_size``), ``c`` a branch channel (``C``), ``o`` an output channel of
+``proj`` (``C``), ``k`` a hidden channel of a region MLP (``K = C / 2``).
 """
-from typing import NamedTuple
-
 import torch
+import torch.nn.functional as F
+
+from .capture import is_graph_capture
+from .region_rearrange import (cached_indices, crop_index, data_mask, region_token_shares,
+                               region_token_weights, shift_pad_index)
 
 
-def region_branch_mean(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                       length: int, dim: int) -> torch.Tensor:
+def _is_eager_int(*sizes) -> bool:
+    """Sizes an eager run may make Python decisions on (a recorder's sizes are symbolic)."""
+    return not is_graph_capture() and all(isinstance(s, int) for s in sizes)
+
+
+def region_hidden(module, lines: torch.Tensor, fc1, norm) -> torch.Tensor:
+    """The hidden map of a region MLP along the third axis of ``lines`` ``(B, A, L, C)``:
+    shift and pad (one gather, skipped in an eager run with nothing to move), fold (a view),
+    ``fc1``, norm and activation. Returns ``(B, A, R, K)``."""
+    b, across, length, c = lines.shape
+    p, shift = module.region_size, module.shift
+    if not (_is_eager_int(length) and shift % length == 0 and length % p == 0):
+        index = cached_indices(shift_pad_index, length, p, shift, module.pad_mode,
+                               device=lines.device)
+        lines = lines.index_select(2, index)
+        if module.pad_mode == 'constant':
+            mask = cached_indices(data_mask, length, p, device=lines.device)
+            lines = torch.where(mask.reshape(-1, 1), lines, 0.)
+    k = fc1.out_channels
+    weight = fc1.weight.reshape(k, c, p).transpose(1, 2).reshape(k, p * c)  # position-major
+    hidden = F.linear(lines.reshape(b, across, -1, p * c), weight, fc1.bias)
+    # the norm sees (B, K, A, R): channels-last memory, the same positions as the plain path's
+    return module.act(norm(hidden.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+
+
+def region_branch_mean(hidden: torch.Tensor, fc2: torch.nn.Conv2d, length,
+                       region_size: int) -> torch.Tensor:
     """Mean over the data positions (not the padding) of a region branch's output, ``(B, C)``,
-    from its hidden map, without computing the output.
+    from its hidden map ``(B, A, R, K)``, without computing the output.
 
-    The output at token ``i`` of a region is ``weight[:, i] @ hidden + bias[:, i]``. Every
-    region holds data at all ``p`` tokens except possibly the last one along ``dim``, which
-    holds ``rem``; so the sum over data positions needs only the hidden map's total and its
-    last region's sum.
-
-    Args:
-        hidden (Tensor): ``(B, K, Hp / p, W)`` (``dim=2``) or ``(B, K, H, Wp / p)`` (``dim=3``).
-        weight (Tensor): ``(C, p, K)``, the second convolution's weight.
-        bias (Tensor): ``(C, p)``, its bias.
-        length (int): Data length of the axis ``dim`` (before padding).
-        dim (int): 2 (height branch) or 3 (width branch).
+    The output at token ``i`` of a region is ``W_i @ hidden + b_i`` (``fc2``'s weight and bias
+    for token ``i``), so its mean is ``sum_i W_i @ s_i + b_i n_i / L``: ``s_i`` sums the
+    per-region means of ``hidden`` over the ``n_i`` regions whose token ``i`` holds data,
+    divided by the axis' length ``L``. Every factor is a mean or a share, so float16 stays in
+    range.
     """
-    p = weight.shape[1]
-    regions = hidden.shape[dim]
-    across = hidden.shape[5 - dim]  # the other spatial axis, which has no padding
-    rem = length - (regions - 1) * p  # data tokens in the last region
-    # per-region sums first: their backward is a broadcast, where narrowing the map itself
-    # would zero-fill a full-size gradient
-    region_sums = hidden.sum(dim=5 - dim)  # (B, K, regions)
-    total = region_sums.sum(dim=2)  # (B, K)
-    last = region_sums[:, :, -1]
-    # per token i: the sum of the hidden map over the regions whose token i holds data
-    token_sums = total.unsqueeze(1) - last.unsqueeze(1) * (
-        torch.arange(p, device=hidden.device) >= rem).to(hidden.dtype).reshape(1, p, 1)
-    counts = torch.full((p,), regions, dtype=hidden.dtype, device=hidden.device)
-    counts[rem:] -= 1
-    out = torch.einsum('cik,bik->bc', weight, token_sums) + (bias * counts).sum(1) * across
-    return out / (length * across)
+    b, _, _, k = hidden.shape
+    p = region_size
+    shares = cached_indices(region_token_weights, length, p, dtype=hidden.dtype,
+                            device=hidden.device)  # (p, R): 1 / L where token i holds data
+    token_means = shares @ hidden.mean(dim=1)  # (B, p, K)
+    c = fc2.out_channels // p
+    bias = fc2.bias.reshape(c, p) @ cached_indices(  # sum_i b_i n_i / L
+        region_token_shares, length, p, dtype=hidden.dtype, device=hidden.device)
+    return F.linear(token_means.reshape(b, p * k), fc2.weight.reshape(c, p * k), bias)
 
 
-class FoldedWeights(NamedTuple):
-    """One image's convolution weights with ``proj . diag(a_k)`` folded in.
-
-    ``height`` / ``width``: ``(p * C, K, 1, 1)`` with *position-major* outputs (output
-    ``i * C + o`` is token ``i`` of channel ``o``), the order in which the channels-last
-    un-fold reads them; ``height_bias`` / ``width_bias``: ``(p * C,)``; ``channel``:
-    ``(C, C, 1, 1)``; ``channel_bias``: ``(C,)``, which also carries ``proj``'s bias.
-    """
-    height: torch.Tensor
-    height_bias: torch.Tensor
-    width: torch.Tensor
-    width_bias: torch.Tensor
-    channel: torch.Tensor
-    channel_bias: torch.Tensor
+def _crop(out: torch.Tensor, length, shift: int) -> torch.Tensor:
+    """``(B, A, Lp, C)``: the data positions of the third axis, un-shifted (a view in an
+    eager run without shift, one gather otherwise)."""
+    if _is_eager_int(length) and shift % length == 0:
+        return out.narrow(2, 0, length)
+    return out.index_select(2, cached_indices(crop_index, length, shift, device=out.device))
 
 
-def fold_into_proj(proj: torch.nn.Conv2d, branch_weights: torch.Tensor,
-                   mlp_h2: torch.nn.Conv2d, mlp_w2: torch.nn.Conv2d,
-                   mlp_c: torch.nn.Conv2d) -> FoldedWeights:
-    """``proj . diag(a_k) . last_conv_k`` for the three branches of one image.
+def _position_major(fc2: torch.nn.Conv2d, channels: int):
+    """``fc2``'s weight ``(C * p, K)`` and bias, channel-major, as ``(p, C, K)`` and ``(p, C)``:
+    token ``i``'s rows together."""
+    p = fc2.out_channels // channels
+    weight = fc2.weight.reshape(channels, p, -1).transpose(0, 1)
+    return weight, fc2.bias.reshape(channels, p).t()
 
-    Args:
-        proj: The module's output projection, ``C -> C``.
-        branch_weights (Tensor): ``(C, 3)``, the image's softmax weights ``a`` of the height,
-            width and channel branches.
-        mlp_h2, mlp_w2: The region MLPs' second convolutions, ``K -> C * p`` channel-major.
-        mlp_c: The channel branch, ``C -> C``.
-    """
-    c = proj.out_channels
-    p = mlp_h2.out_channels // c
-    # proj . diag(a_k) for k = height, width, channel: (3, C, C), [k, o, c]
-    scaled_proj = proj.weight.reshape(c, c) * branch_weights.t().unsqueeze(1)
-    folded = []
-    for k, conv in enumerate((mlp_h2, mlp_w2)):
-        weight = torch.einsum('oc,cik->iok', scaled_proj[k], conv.weight.reshape(c, p, -1))
-        bias = torch.einsum('oc,ci->io', scaled_proj[k], conv.bias.reshape(c, p))
-        folded += [weight.reshape(p * c, -1, 1, 1), bias.reshape(p * c)]
-    channel = scaled_proj[2] @ mlp_c.weight.reshape(c, c)
-    channel_bias = scaled_proj[2] @ mlp_c.bias + proj.bias
-    return FoldedWeights(*folded, channel.reshape(c, c, 1, 1), channel_bias)
+
+def _combine_folded(module, x_nhwc, a, hidden_h, hidden_w):
+    """The module's output ``(B, H, W, C)``, with ``proj . diag(a_k)`` folded into each
+    branch's last linear map, per image."""
+    b, height, width, c = x_nhwc.shape
+    p = module.region_size
+    proj = module.proj.weight.reshape(c, c)
+    # (3, B, O, C): proj . diag(a_k), each (O, C) block contiguous for the products below
+    scaled = proj * a.permute(2, 0, 1).contiguous().unsqueeze(2)
+
+    def region_branch(scaled_k, fc2, hidden, length):
+        # fc2's bias as one more hidden channel: [(k, i), c] for k < K, [(K, i), c] the bias
+        k = hidden.shape[3]
+        weight = torch.cat([fc2.weight.reshape(c, p, k), fc2.bias.reshape(c, p, 1)], dim=2)
+        weight = weight.permute(2, 1, 0).reshape((k + 1) * p, c)
+        folded = (weight @ scaled_k.transpose(1, 2)).reshape(b, k + 1, p * c)  # [b, k, (i, o)]
+        _, across, regions, _ = hidden.shape
+        out = torch.baddbmm(folded[:, k:], hidden.reshape(b, across * regions, k),
+                            folded[:, :k])  # (B, A R, p O): un-folded, (B, A, Lp, O)
+        return _crop(out.reshape(b, across, -1, c), length, module.shift)
+
+    channel = scaled[2] @ module.mlp_c.weight.reshape(c, c)  # (B, O, C)
+    channel_bias = torch.baddbmm(module.proj.bias.expand(b, 1, c),  # (B, 1, O)
+                                 module.mlp_c.bias.expand(b, 1, c), scaled[2].transpose(1, 2))
+    out = torch.baddbmm(channel_bias, x_nhwc.reshape(b, height * width, c),
+                        channel.transpose(1, 2)).reshape(b, height, width, c)
+    return (out + region_branch(scaled[1], module.mlp_w2, hidden_w, width)
+            + region_branch(scaled[0], module.mlp_h2, hidden_h, height).transpose(1, 2))
+
+
+def _combine(module, x_nhwc, a, hidden_h, hidden_w):
+    """The module's output ``(B, H, W, C)`` without folding: the branch outputs, their weighted
+    sum and ``proj``, as in the plain path (the cheaper end on small maps)."""
+    b, height, width, c = x_nhwc.shape
+
+    def region_branch(fc2, hidden, length):
+        weight, bias = _position_major(fc2, c)
+        out = F.linear(hidden, weight.reshape(-1, weight.shape[2]), bias.reshape(-1))
+        return _crop(out.reshape(b, hidden.shape[1], -1, c), length, module.shift)
+
+    a = a.transpose(1, 2).reshape(b, 3, 1, 1, c)
+    mixed = (region_branch(module.mlp_h2, hidden_h, height).transpose(1, 2) * a[:, 0]
+             + region_branch(module.mlp_w2, hidden_w, width) * a[:, 1]
+             + F.linear(x_nhwc, module.mlp_c.weight.reshape(c, c), module.mlp_c.bias) * a[:, 2])
+    return F.linear(mixed, module.proj.weight.reshape(c, c), module.proj.bias)
+
+
+def folds_weights(module, height, width) -> bool:
+    """Whether :func:`hire_fast` folds ``proj`` and the branch weights into per-image weights:
+    in an eager run when the map has more than ``C (p + 1)`` positions (folding's cost and
+    saving break even there), while a graph is recorded as ``module.graph_fold`` says (one
+    graph serves every size)."""
+    if _is_eager_int(height, width):
+        return height * width > module.embed_dims * (module.region_size + 1)
+    return module.graph_fold
+
+
+def hire_fast(module, x: torch.Tensor) -> torch.Tensor:
+    """:class:`~mmhire.models.layers.HireModule` ``module`` on ``x`` ``(B, C, H, W)``: the
+    plain path's numbers (see the module docstring). On a channels-last ``x`` the result is
+    channels-last and no map is copied to change its layout."""
+    b, c, height, width = x.shape
+    x_nhwc = x.permute(0, 2, 3, 1)
+    hidden_h = region_hidden(module, x_nhwc.transpose(1, 2), module.mlp_h1, module.mlp_h1_norm)
+    hidden_w = region_hidden(module, x_nhwc, module.mlp_w1, module.mlp_w1_norm)
+    p = module.region_size
+    mean = (region_branch_mean(hidden_h, module.mlp_h2, height, p)
+            + region_branch_mean(hidden_w, module.mlp_w2, width, p)
+            + F.linear(x_nhwc.mean(dim=(1, 2)), module.mlp_c.weight.reshape(c, c),
+                       module.mlp_c.bias))
+    a = module.reweight(mean.reshape(b, c, 1, 1)).reshape(b, c, 3).softmax(dim=2)
+    combine = _combine_folded if folds_weights(module, height, width) else _combine
+    return combine(module, x_nhwc, a, hidden_h, hidden_w).permute(0, 3, 1, 2)

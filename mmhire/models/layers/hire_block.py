@@ -1,12 +1,12 @@
 """A Hire-MLP block and the convolutional stem / downsampling layers around the stages."""
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
 from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
 from .hire_module import ConvMlp, HireModule
-from .traceable import pad_to_min_size
 
 
 class HireBlock(nn.Module):
@@ -84,6 +84,26 @@ def compiles_blocks_once(block) -> bool:
     return (_eval_block_compiled_once is not None and torch.compiler.is_compiling()
             and not torch.compiler.is_exporting()
             and not any(m.training for m in block.modules()))
+
+
+def pad_to_min_size(x: torch.Tensor, min_size: int) -> torch.Tensor:
+    """Zero-pad the bottom / right of ``(B, C, H, W)`` up to ``min_size`` on each side.
+
+    In eager runs the sizes are ints and nothing is copied unless a side is short. Under
+    ``torch.jit.trace`` the sizes are 0-d tensors and the pad amounts become part of the
+    graph, so a small input recorded at a large size still gets its pad. Under dynamo the
+    sizes are ``SymInt``s and the comparison is a guard (``torch.compile`` recompiles for an
+    input on the other side of it; ``torch.export`` takes the recorded side): a ``max`` there
+    would follow every later size expression through the network and slow symbolic shape
+    reasoning down by orders of magnitude.
+    """
+    h, w = x.shape[-2:]
+    if isinstance(h, torch.Tensor):
+        pad_h, pad_w = (torch.clamp(min_size - s, min=0) for s in (h, w))
+        return F.pad(x, (0, pad_w, 0, pad_h))
+    if h < min_size or w < min_size:
+        x = F.pad(x, (0, max(min_size - w, 0), 0, max(min_size - h, 0)))
+    return x
 
 
 class ConvNormAct(nn.Module):

@@ -1,4 +1,4 @@
-"""A forward and a backward on the ``meta`` device, in every formulation: no tensor of the
+"""A forward and a backward on the ``meta`` device, in both formulations: no tensor of the
 model's computation is made on a fixed device (a CPU index tensor, a ``torch.zeros`` without
 ``device=``), which would fail here and on a GPU alike."""
 import pytest
@@ -25,25 +25,17 @@ def test_backbone_forward_backward_on_meta(fast):
         model.zero_grad(), setattr(x, 'grad', None)
 
 
+@pytest.mark.parametrize('graph_fold', [True, False], ids=['folded', 'unfolded'])
 @pytest.mark.parametrize('pad_mode', ['circular', 'constant', 'replicate'])
-def test_graph_path_on_meta(pad_mode):
-    """The traceable formulation (ONNX, ``torch.export``, ``torch.compile``) on its own."""
-    module = HireModule(8, 3, 1, pad_mode).to('meta').train()
-    x = torch.randn(2, 8, 7, 5, device='meta', requires_grad=True)
-    out = module.forward_traceable(x)
-    assert out.device.type == 'meta' and out.shape == x.shape
-    out.sum().backward()
-    assert x.grad.device.type == 'meta'
+def test_recorded_fast_path_on_meta(pad_mode, graph_fold):
+    """The fast path as a recorder sees it (indices built from the sizes, both ends)."""
+    from unittest import mock
 
-
-@pytest.mark.parametrize('batched', [False, True], ids=['per_image', 'batched'])
-@pytest.mark.parametrize('pad_mode', ['circular', 'constant', 'replicate'])
-def test_compiled_formulation_on_meta(pad_mode, batched):
-    """What ``torch.compile`` runs (:func:`~mmhire.models.layers.compiled.hire_compiled`)."""
-    from mmhire.models.layers.compiled import hire_compiled
-    module = HireModule(8, 3, 1, pad_mode).to('meta').train()
+    import mmhire.models.layers.branch_folding as branch_folding
+    module = HireModule(8, 3, 1, pad_mode, graph_fold=graph_fold).to('meta').train()
     x = torch.randn(2, 8, 7, 5, device='meta', requires_grad=True)
-    out = hire_compiled(module, x, batched=batched)
+    with mock.patch.object(branch_folding, 'is_graph_capture', lambda: True):
+        out = module(x)
     assert out.device.type == 'meta' and out.shape == x.shape
     out.sum().backward()
     assert x.grad.device.type == 'meta'

@@ -1,9 +1,16 @@
+"""The index definitions of the shift, the padding and the un-fold (region_rearrange.py), against
+the released model's operators and by their documented meaning, for every length (pads larger
+than the map included) and shift."""
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmhire.models.layers.region_rearrange import (crop_and_unshift, fold_regions, gather_indices,
-                                                   padded_length, shift_and_pad, unfold_regions)
+from mmhire.models.layers.region_rearrange import (cached_indices, crop_and_unshift, crop_index,
+                                                   fold_regions, padded_length,
+                                                   region_token_weights, shift_and_pad,
+                                                   shift_pad_index, unfold_regions)
 
 
 @pytest.mark.parametrize('dim', [2, 3])
@@ -26,8 +33,7 @@ def test_circular_wraps_when_pad_exceeds_map():
     out = shift_and_pad(x, 2, 3, 0, 'circular')
     assert out.shape == (1, 1, 3, 2)
     assert torch.equal(out, x.expand(1, 1, 3, 2))
-    idx = gather_indices(2, 4, 1, 'circular')
-    assert idx.tolist() == [1, 0, 1, 0]  # shifted map [x1, x0], then wrapped
+    assert shift_pad_index(2, 4, 1, 'circular').tolist() == [1, 0, 1, 0]  # [x1, x0], wrapped
 
 
 def test_constant_and_replicate_padding():
@@ -36,6 +42,41 @@ def test_constant_and_replicate_padding():
     assert zeros.flatten().tolist() == [5., 1., 2., 3., 4., 0., 0., 0.]
     rep = shift_and_pad(x, 3, 4, 1, 'replicate')
     assert rep.flatten().tolist() == [5., 1., 2., 3., 4., 4., 4., 4.]
+
+
+@pytest.mark.parametrize('pad_mode,region_size', itertools.product(
+    ['circular', 'constant', 'replicate'], [1, 2, 3, 4]))
+def test_indices_by_their_definition(pad_mode, region_size):
+    """Every length from 1 to 13 and shifts 0-3 and 7 (beyond the map): padded position ``r``
+    reads ``(r - shift) mod L`` (``'replicate'``: ``r`` clamped to ``L - 1`` first), and
+    cropping reads ``(q + shift) mod L``, which undoes the shift and pad."""
+    p = region_size
+    for length, shift in itertools.product(range(1, 14), [0, 1, 2, 3, 7]):
+        index = shift_pad_index(length, p, shift, pad_mode).tolist()
+        assert len(index) == padded_length(length, p) and len(index) % p == 0
+        for r, q in enumerate(index):
+            source = min(r, length - 1) if pad_mode == 'replicate' else r
+            assert q == (source - shift) % length
+        x = torch.randn(2, 3, length, 4)
+        padded = shift_and_pad(x, 2, p, shift, pad_mode)
+        assert torch.equal(crop_and_unshift(padded, 2, length, shift), x)
+        assert crop_index(length, shift).tolist() == [(q + shift) % length
+                                                      for q in range(length)]
+
+
+@pytest.mark.parametrize('length,p', [(1, 4), (5, 2), (7, 3), (8, 4), (13, 4)])
+def test_region_token_weights(length, p):
+    weights = region_token_weights(length, p, torch.float64)
+    regions = padded_length(length, p) // p
+    assert weights.shape == (p, regions)
+    for i, j in itertools.product(range(p), range(regions)):
+        assert weights[i, j] == (1 / length if j * p + i < length else 0)
+
+
+def test_cached_indices_are_reused_in_eager_runs():
+    a = cached_indices(shift_pad_index, 11, 3, 2, 'circular', device='cpu')
+    b = cached_indices(shift_pad_index, 11, 3, 2, 'circular', device='cpu')
+    assert a is b and torch.equal(a, shift_pad_index(11, 3, 2, 'circular'))
 
 
 @pytest.mark.parametrize('dim', [2, 3])
@@ -50,12 +91,3 @@ def test_fold_channel_order_and_inverse(dim, p):
     else:
         assert torch.equal(folded[:, c * p + i, :, g], x[:, c, :, g * p + i])
     assert torch.equal(unfold_regions(folded, dim, p), x)
-
-
-@pytest.mark.parametrize('mode', ['circular', 'constant', 'replicate'])
-@pytest.mark.parametrize('length,p,s', [(1, 3, 0), (1, 3, 2), (2, 4, 3), (7, 3, 2), (8, 2, 1)])
-def test_crop_and_unshift_inverts_shift_and_pad(mode, length, p, s):
-    x = torch.randn(1, 2, length, 3)
-    y = shift_and_pad(x, 2, p, s, mode)
-    assert y.shape[2] % p == 0
-    assert torch.equal(crop_and_unshift(y, 2, length, s), x)
