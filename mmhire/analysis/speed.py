@@ -5,6 +5,7 @@ libraries and nothing else), so on CPU "peak memory" is that process's peak
 resident memory above what it held once the model was built; on CUDA it is
 ``torch.cuda.max_memory_allocated``. Compare ratios within one run: these machines are shared.
 """
+import contextlib
 import multiprocessing as mp
 import os
 import statistics
@@ -219,16 +220,30 @@ def _job_context(allocator):
     return ctx
 
 
+@contextlib.contextmanager
+def _allocator_env(allocator):
+    """With ``allocator='retain'``, :data:`RETAIN_ENV` set while the block runs (read by the
+    workers, or their fork server, as they start); the environment restored after."""
+    saved = {k: os.environ.get(k) for k in RETAIN_ENV}
+    if allocator == 'retain':
+        os.environ.update(RETAIN_ENV)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_jobs(jobs, rounds=1, allocator='system'):
     """Run every job ``rounds`` times, round-robin (so slow spells of a shared machine hit all
     models alike), each in a fresh process; a job's result is the median over its rounds of its
     per-process medians. ``allocator='retain'``: the workers start with :data:`RETAIN_ENV`.
     Progress goes to stderr."""
     per_job = [[] for _ in jobs]
-    saved = {k: os.environ.get(k) for k in RETAIN_ENV}
-    if allocator == 'retain':
-        os.environ.update(RETAIN_ENV)  # read by the workers (or their fork server) as they start
-    try:
+    with _allocator_env(allocator):
         ctx = _job_context(allocator)
         for r in range(rounds):
             for i, job in enumerate(jobs):  # one at a time: they would compete for the cores
@@ -239,12 +254,6 @@ def run_jobs(jobs, rounds=1, allocator='system'):
                 print(f"  {label(job):23s} {job.mode:5s} {job.shape[0]}x{job.shape[1]}: "
                       f"{res['median'] * 1e3:8.1f} ms, peak {res['peak_mb']:7.0f} MB{tag}",
                       file=sys.stderr, flush=True)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return [dict(runs[0], median=statistics.median(r['median'] for r in runs),
                  peak_mb=statistics.median(r['peak_mb'] for r in runs)) for runs in per_job]
 
@@ -258,10 +267,7 @@ def iter_jobs(jobs, allocator='system'):
     server reads it when it starts). Used by ``tools/gpu_check.py`` to print rows as they
     come."""
     from concurrent.futures import ProcessPoolExecutor
-    saved = {k: os.environ.get(k) for k in RETAIN_ENV}
-    if allocator == 'retain':
-        os.environ.update(RETAIN_ENV)
-    try:
+    with _allocator_env(allocator):
         ctx = _job_context(allocator)
         for job in jobs:
             try:
@@ -274,12 +280,6 @@ def iter_jobs(jobs, allocator='system'):
                 yield job, None, f'{type(e).__name__}: {first}'.rstrip(': ')
             else:
                 yield job, result, None
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def add_timing_args(parser):
