@@ -14,6 +14,18 @@ ALL_CONFIGS = [p for p in _FILES if not p.startswith(osp.join('configs', 'baseli
 BASELINE_CONFIGS = [p for p in _FILES if p.startswith(osp.join('configs', 'baselines'))]
 
 
+def demo_coco_options(demo_root: str) -> list:
+    """``--cfg-options`` that point a COCO config's train and val sets at the demo data."""
+    coco = osp.join(demo_root, 'demo_coco')
+    return [f'train_dataloader.dataset.data_root={coco}/',
+            'train_dataloader.dataset.ann_file=annotations/instances_train.json',
+            'train_dataloader.dataset.data_prefix.img=train/',
+            f'val_dataloader.dataset.data_root={coco}/',
+            'val_dataloader.dataset.ann_file=annotations/instances_val.json',
+            'val_dataloader.dataset.data_prefix.img=val/',
+            f'val_evaluator.ann_file={coco}/annotations/instances_val.json']
+
+
 def _set_scales(pipeline, scale, crop):
     for t in pipeline:
         if t['type'] in ('Resize', 'RandomResize') and 'scale' in t:

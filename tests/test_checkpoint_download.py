@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
-from config_helpers import ROOT
+from config_helpers import ROOT, demo_coco_options
 from conftest import TINY_ARCH, save_code_running_checkpoint
 from mmengine.config import Config
 from reference_hire_mlp import RefHireMLP, randomize_
@@ -247,19 +247,12 @@ def test_download_weights_tool(server, released_bytes, monkeypatch, capsys, torc
 
 def test_train_stops_before_the_data_on_a_failing_download(demo_data, server, torch_home):
     """tools/train.py: the preflight check downloads, and a failure is one line, no traceback."""
-    coco = osp.join(demo_data, 'demo_coco')
     env = dict(os.environ, TORCH_HOME=str(torch_home), PYTHONWARNINGS='ignore')
     out = subprocess.run(
         [sys.executable, 'tools/train.py', 'configs/maskrcnn_hire_t_fpn_1x_coco.py',
          '--work-dir', str(torch_home / 'work'), '--cfg-options',
          f'model.backbone.init_cfg.checkpoint={server.url}/hire_mlp_tiny.pth',
-         f'train_dataloader.dataset.data_root={coco}/',
-         'train_dataloader.dataset.ann_file=annotations/instances_train.json',
-         'train_dataloader.dataset.data_prefix.img=train/',
-         f'val_dataloader.dataset.data_root={coco}/',
-         'val_dataloader.dataset.ann_file=annotations/instances_val.json',
-         'val_dataloader.dataset.data_prefix.img=val/',
-         f'val_evaluator.ann_file={coco}/annotations/instances_val.json'],
+         *demo_coco_options(demo_data)],
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 1, out.stderr[-3000:]
     assert 'Traceback' not in out.stderr

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from config_helpers import ROOT
+from config_helpers import ROOT, demo_coco_options
 
 DEMO_CFG = 'configs/demo/maskrcnn_hire_t_fpn_demo.py'
 SEG_DEMO_CFG = 'configs/demo/fpn_hire_t_demo_ade.py'
@@ -211,17 +211,10 @@ def test_missing_dataset_message(tmp_path):
 
 
 def test_missing_pretrained_message(demo_data, tmp_path):
-    coco = osp.join(demo_data, 'demo_coco')
     out = run(['tools/train.py', 'configs/maskrcnn_hire_s_fpn_1x_coco.py', '--work-dir',
                str(tmp_path), '--cfg-options',
                'model.backbone.init_cfg.checkpoint=checkpoints/hire_mlp_small.pth',
-               f'train_dataloader.dataset.data_root={coco}/',
-               'train_dataloader.dataset.ann_file=annotations/instances_train.json',
-               'train_dataloader.dataset.data_prefix.img=train/',
-               f'val_dataloader.dataset.data_root={coco}/',
-               'val_dataloader.dataset.ann_file=annotations/instances_val.json',
-               'val_dataloader.dataset.data_prefix.img=val/',
-               f'val_evaluator.ann_file={coco}/annotations/instances_val.json'])
+               *demo_coco_options(demo_data)])
     assert out.returncode == 1
     assert 'pretrained backbone checkpoint is missing: checkpoints/hire_mlp_small.pth' in out.stderr
     assert 'model.backbone.init_cfg=None' in out.stderr
