@@ -28,23 +28,8 @@ _SHARED = dict(
 ARCH_KEYS = ('depths', 'embed_dims', 'mlp_ratios', 'region_sizes', 'shift_periods', 'shift_steps')
 
 
-class ChannelsLastGrad(torch.autograd.Function):
-    """Identity whose backward hands on the gradient in channels-last memory.
-
-    Placed where the backbone's channels-last maps leave as NCHW outputs, it keeps the
-    gradients flowing back into the network channels-last, the layout its convolutions' backward
-    is fast in.
-    """
-
-    @staticmethod
-    def forward(ctx, x):
-        # a view with x's own strides (``view_as`` may renumber a size-1 batch dimension's
-        # stride, which makes the layout look NCHW to the convolutions that follow)
-        return x.as_strided(x.size(), x.stride(), x.storage_offset())
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.contiguous(memory_format=torch.channels_last)
+def _channels_last(grad: torch.Tensor) -> torch.Tensor:
+    return grad.contiguous(memory_format=torch.channels_last)
 
 
 @MODELS.register_module()
@@ -393,9 +378,11 @@ class HireMLP(BaseModule):
             x = self._run_blocks(self.network[2 * i], x)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x) if self.out_norm else x
-                if self.fast and not capturing:  # plain NCHW for the necks and heads (some
-                    # call .view()), while the gradients flow back into the network channels-last
-                    out = ChannelsLastGrad.apply(out)
+                if self.fast and out.requires_grad and not capturing:
+                    # the necks and heads get plain NCHW (some call .view()); the gradient
+                    # they hand back goes on into the network channels-last, the layout its
+                    # backward is fast in (mixed layouts make elementwise backwards slow)
+                    out.register_hook(_channels_last)
                 outs.append(out.contiguous())
         return tuple(outs)
 

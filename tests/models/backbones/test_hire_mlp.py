@@ -135,6 +135,23 @@ def test_gradients_reach_every_parameter():
     assert no_grad == []
 
 
+@pytest.mark.parametrize('out_norm', [True, False])
+@pytest.mark.parametrize('fast', [True, False])
+def test_stage_gradients_flow_back_channels_last(fast, out_norm):
+    """The outputs are NCHW, and the gradients that come back through them go on into the
+    fast path's channels-last network in its layout, from the output norm on (plain: NCHW
+    throughout)."""
+    model = HireMLP(arch=TINY_ARCH, fast=fast, out_norm=out_norm).train()
+    seen = []
+    last = model.norm3 if out_norm else model.network[-1]
+    last.register_full_backward_hook(lambda m, gin, gout: seen.append(gout[0]))
+    outs = model(torch.randn(2, 3, 64, 96))
+    assert all(o.is_contiguous() for o in outs)
+    sum(o.pow(2).mean() for o in outs).backward()
+    assert seen[0].is_contiguous(memory_format=torch.channels_last) == fast
+    assert seen[0].is_contiguous() != fast
+
+
 @pytest.mark.parametrize('frozen', [0, 1, 2, 4])
 def test_frozen_stages(frozen):
     model = HireMLP(arch=TINY_ARCH, frozen_stages=frozen)
