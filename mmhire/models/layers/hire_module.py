@@ -4,7 +4,7 @@ import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 
 from .branch_folding import hire_fast
-from .capture import counting_plain_path
+from .capture import counting_plain_path, is_graph_capture
 from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
 from .region_rearrange import (PAD_MODES, crop_and_unshift, fold_regions, shift_and_pad,
                                unfold_regions)
@@ -20,7 +20,14 @@ class ConvMlp(nn.Module):
         self.fc2 = nn.Conv2d(hidden_channels, out_channels, 1)
 
     def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
+        x = self.fc1(x)
+        if (not is_graph_capture() and x.is_contiguous(memory_format=torch.channels_last)
+                and not x.is_contiguous()):
+            # the fast path's channels-last map, read as the contiguous NHWC tensor it is (a
+            # view): PyTorch's CPU GELU and its backward are slower on channels-last strides
+            # (docs/speed.md); recorded graphs keep the plain form (no transposes in ONNX)
+            return self.fc2(self.act(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+        return self.fc2(self.act(x))
 
 
 class HireModule(nn.Module):
