@@ -97,12 +97,13 @@ def pytest_configure(config):
 # (2026-12-05: the suite and single runs, docs/testing.md): a name matches every test whose
 # node id contains it
 LONGEST = {
-    'test_compiled_eval_equals_eager[dynamic]': 400,
-    'test_compiled_training_step_equals_eager': 300,
+    'test_compiled_training_step_equals_eager': 260,
+    'test_compiled_hire_modules_with_symbolic_sizes': 200,
     'test_cpu_dry_run_every_step_but_compile': 150,
     'test_mmengine_compile_trains_and_evaluates': 150,
     'test_compare_trains_under_one_recipe_and_collects_the_runs': 150,
-    'test_compiled_eval_equals_eager[static]': 120,
+    'test_compiled_eval_equals_eager': 140,
+    'test_dynamic_eval_is_one_graph': 90,
     'test_train_then_test_then_draw': 120,
     'test_sigkill_then_resume_gives_the_uninterrupted_weights[det]': 120,
     'test_compile_cost_table': 120,
