@@ -34,13 +34,13 @@ val_dataloader = dict(dataset=dict(data_root=data_root, indices=2))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file={osp.join(coco, 'annotations', 'instances_val.json')!r})
 test_evaluator = val_evaluator
-train_cfg = dict(max_epochs=3, val_interval=1)
+train_cfg = dict(max_epochs=2, val_interval=1)
 default_hooks = dict(checkpoint=dict(interval=1))
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4),
-                   dict(type='CosineAnnealingLR', T_max=3, begin=0, end=3, by_epoch=True,
+                   dict(type='CosineAnnealingLR', T_max=2, begin=0, end=2, by_epoch=True,
                         convert_to_iter_based=True)]
 """
-        final = 'epoch_3.pth'
+        final = 'epoch_2.pth'
     else:
         ade = osp.join(demo_root, 'demo_ade')
         body = f"""
@@ -57,11 +57,11 @@ train_dataloader = dict(batch_size=2, num_workers=2, persistent_workers=True,
     dict(type='PackSegInputs')]))
 val_dataloader = dict(dataset=dict(data_root={ade!r}, indices=2))
 test_dataloader = val_dataloader
-train_cfg = dict(max_iters=9, val_interval=3)
+train_cfg = dict(max_iters=6, val_interval=3)
 default_hooks = dict(checkpoint=dict(interval=3))
-param_scheduler = [dict(type='PolyLR', power=0.9, begin=0, end=9, by_epoch=False)]
+param_scheduler = [dict(type='PolyLR', power=0.9, begin=0, end=6, by_epoch=False)]
 """
-        final = 'iter_9.pth'
+        final = 'iter_6.pth'
     path = tmp_path / f'tiny_{kind}.py'
     path.write_text(body + f"model = dict(backbone=dict(arch={TINY_BACKBONE}),\n"
                            "             neck=dict(in_channels=[16, 32, 48, 64]))\n")
