@@ -18,10 +18,10 @@ from mmhire.models.layers import PAD_MODES, HireBlock
 
 
 # (region size, shift): the whole grid for the TorchScript exporter (seconds); for the dynamo
-# exporter (about 4 s a block on 2 cores) a cover of it: every region size and every shift,
-# no shift, a shift below, equal to and above the region size
+# exporter (about 10 s a block on 2 cores) a cover of it: every region size, no shift, a shift
+# below, equal to and above the region size
 FULL_GRID = list(itertools.product([1, 2, 3, 4], [0, 1, 2, 3]))
-GRIDS = dict(torchscript=FULL_GRID, dynamo=[(1, 0), (1, 3), (2, 1), (3, 3), (4, 2), (4, 0)])
+GRIDS = dict(torchscript=FULL_GRID, dynamo=[(1, 3), (2, 0), (3, 3), (4, 2)])
 
 
 class ParallelBlocks(torch.nn.Module):
