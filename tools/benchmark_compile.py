@@ -5,7 +5,9 @@
 
 Each mode compiles in a fresh process with an empty inductor kernel cache and the graph caches
 off (a user's first run on a new machine; see :mod:`mmhire.analysis.compile_cost`). The table
-gives the first call (compiling plus one run), the number of distinct C++ kernels, dynamo's
+gives the first call (compiling plus one run), how far the compiled outputs are from the eager
+model's (largest difference relative to each output's largest value), the number of distinct
+C++ kernels, dynamo's
 phase timers, and the median time gcc takes to build one of the kernels again next to an empty
 kernel with the same flags and precompiled header. Steady-state speed of the compiled model:
 ``tools/benchmark.py --compile``.
@@ -65,11 +67,13 @@ def main(argv=None):
     print(f'HireMLP {arch} at {args.batch}x3x{args.size[0]}x{args.size[1]}, '
           f'{args.threads} threads, torch.compile(fullgraph=True), cold caches\n')
     names = [name for name, _ in PHASES]
-    print('| mode | first call (s) | kernels | compile threads | ' + ' | '.join(
+    print('| mode | first call (s) | vs eager (max rel. diff.) | kernels | compile threads | '
+          + ' | '.join(
         f'{n} (s)' for n in names) + ' | gcc per kernel (s) | gcc, empty kernel (s) |')
-    print('|' + '---|' * (6 + len(names)))
+    print('|' + '---|' * (7 + len(names)))
     for mode, r in results.items():
-        print(f"| {mode} | {r['first_call']} | {r['kernels']} | {r['compile_threads']} | "
+        print(f"| {mode} | {r['first_call']} | {r['max_rel_error']:.1e} | {r['kernels']} | "
+              f"{r['compile_threads']} | "
               + ' | '.join(str(r['phases'][n]) for n in names)
               + f" | {r['kernel_build_median']} (median of {r['kernel_build_sampled']}) | "
               f"{r['empty_kernel_build']} |")

@@ -78,6 +78,15 @@ def _phase_seconds():
     return {name: round(sum(compilation_time_metrics.get(key, [])), 1) for name, key in PHASES}
 
 
+def _error_against_eager(model, compiled_outs, x) -> float:
+    """The largest difference between the compiled outputs and the eager model's on ``x``,
+    relative to each output's largest value (in training, both use the batch statistics)."""
+    import torch
+    with torch.no_grad():
+        return max(float((a - b).abs().max() / a.abs().max().clamp_min(1e-12))
+                   for a, b in zip(model(x), compiled_outs))
+
+
 def _child(spec):
     """Runs in the fresh process: compile, time the first call, then rebuild kernels."""
     import torch
@@ -89,15 +98,17 @@ def _child(spec):
     net = torch.compile(model, fullgraph=True)
     start = time.perf_counter()
     if spec['mode'] == 'train':
-        sum(out.mean() for out in net(x)).backward()
+        outs = net(x)
+        sum(out.mean() for out in outs).backward()
     else:
         with torch.no_grad():
-            net(x)
+            outs = net(x)
     first_call = time.perf_counter() - start
+    error = _error_against_eager(model, [out.detach() for out in outs], x)
     kernels = kernel_sources(os.environ['TORCHINDUCTOR_CACHE_DIR'])
     times, empty = rebuild_times(kernels, spec['sample'])
     from torch._inductor import config
-    return dict(first_call=round(first_call, 1), kernels=len(kernels),
+    return dict(first_call=round(first_call, 1), kernels=len(kernels), max_rel_error=error,
                 compile_threads=config.compile_threads, phases=_phase_seconds(),
                 kernel_build_median=round(statistics.median(times), 2) if times else None,
                 kernel_build_sampled=len(times), empty_kernel_build=round(empty, 2))
@@ -106,8 +117,9 @@ def _child(spec):
 def measure_compile(arch='s', shape=(800, 1216), mode='eval', batch=1, threads=2, sample=12):
     """Compile ``HireMLP(arch)`` on a ``batch x 3 x shape`` input in ``mode`` (``'eval'`` or
     ``'train'``: a forward and backward) in a fresh process with cold caches; returns the
-    first call's seconds, the number of distinct kernels, dynamo's phase times and the median
-    rebuild time of ``sample`` kernels next to the empty kernel's."""
+    first call's seconds, the number of distinct kernels, the compiled outputs' largest
+    relative difference from the eager model's, dynamo's phase times and the median rebuild
+    time of ``sample`` kernels next to the empty kernel's."""
     if mode not in ('eval', 'train'):
         raise ValueError(f"mode must be 'eval' or 'train', got {mode!r}")
     spec = dict(arch=arch, shape=list(shape), mode=mode, batch=batch, threads=threads,
