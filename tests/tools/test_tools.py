@@ -284,8 +284,8 @@ def test_mmengine_compile_trains_and_evaluates(demo_data, tmp_path):
     Runner: the Semantic FPN demo config, depth-1 backbone, one step, one validation image.
     The backend is ``aot_eager``: dynamo captures the whole train step and AOTAutograd traces
     its backward, as with ``compile=True``, without inductor's C++ code generation for the
-    neck, head and loss (660 s on 2 cores; mmseg's code, not ours). Inductor on the backbone,
-    static and dynamic, against eager, is tested in test_hire_mlp_compile.py."""
+    neck, head and loss (660 s on 2 cores; mmseg's code, not ours). Inductor against eager:
+    the Hire modules in test_hire_mlp_compile.py, the backbone in test_compile_cost_table."""
     cfg = write_tiny_config(tmp_path, SEG_DEMO_CFG, demo_data)
     out = run(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'work'), '--cfg-options',
                'compile.backend=aot_eager', 'train_cfg.max_iters=1', 'train_cfg.val_interval=1',
