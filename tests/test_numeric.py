@@ -1,8 +1,21 @@
-"""mmhire.analysis.numeric: BatchNorm randomisation and inputs drawn away from ReLU kinks."""
+"""mmhire.analysis.numeric: BatchNorm randomisation, inputs drawn away from ReLU kinks and the
+relative error the checks report."""
+import math
+
 import pytest
 import torch
 
-from mmhire.analysis.numeric import draw_away_from_kinks, randomize_norms, relu_margin
+from mmhire.analysis.numeric import draw_away_from_kinks, randomize_norms, rel_error, relu_margin
+
+
+def test_rel_error_is_relative_to_the_reference_and_nan_when_anything_is_not_finite():
+    assert rel_error(torch.tensor([1., 2.]), torch.tensor([1., 4.])) == 0.5
+    ref = torch.ones(4)
+    for bad in (float('nan'), float('inf'), -float('inf')):
+        out = torch.tensor([1., 1., bad, 1.])
+        assert math.isnan(rel_error(out, ref))
+        assert math.isnan(rel_error(ref, out))  # a broken reference fails too
+    assert math.isnan(rel_error(torch.ones(3), ref))  # shapes differ
 
 
 def _model():

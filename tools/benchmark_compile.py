@@ -7,10 +7,9 @@ Each mode compiles in a fresh process with an empty inductor kernel cache and th
 off (a user's first run on a new machine; see :mod:`mmhire.analysis.compile_cost`). The table
 gives the first call (compiling plus one run), how far the compiled outputs are from the eager
 model's (largest difference relative to each output's largest value), the number of distinct
-C++ kernels, dynamo's
-phase timers, and the median time gcc takes to build one of the kernels again next to an empty
-kernel with the same flags and precompiled header. Steady-state speed of the compiled model:
-``tools/benchmark.py --compile``.
+C++ kernels, dynamo's phase timers, and the median time gcc takes to build one of the kernels
+again next to an empty kernel with the same flags and precompiled header. Steady-state speed
+of the compiled model: ``tools/benchmark.py --compile``.
 """
 import argparse
 import json
@@ -68,8 +67,8 @@ def main(argv=None):
           f'{args.threads} threads, torch.compile(fullgraph=True), cold caches\n')
     names = [name for name, _ in PHASES]
     print('| mode | first call (s) | vs eager (max rel. diff.) | kernels | compile threads | '
-          + ' | '.join(
-        f'{n} (s)' for n in names) + ' | gcc per kernel (s) | gcc, empty kernel (s) |')
+          + ' | '.join(f'{n} (s)' for n in names)
+          + ' | gcc per kernel (s) | gcc, empty kernel (s) |')
     print('|' + '---|' * (7 + len(names)))
     for mode, r in results.items():
         print(f"| {mode} | {r['first_call']} | {r['max_rel_error']:.1e} | {r['kernels']} | "

@@ -110,15 +110,6 @@ class TimeLimit(Exception):
     """Raised in the main thread when the time limit is reached during a step."""
 
 
-def rel_error(out, ref):
-    """Largest difference relative to the reference's largest magnitude; NaN when either
-    holds a non-finite value (a NaN error is a failure, never a pass)."""
-    out, ref = out.detach().double(), ref.detach().double()
-    if out.shape != ref.shape or not (torch.isfinite(out).all() and torch.isfinite(ref).all()):
-        return math.nan
-    return ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
-
-
 def severity(error):
     """An error as a sort key: a non-finite error is worse than any finite one."""
     return error if math.isfinite(error) else math.inf
@@ -224,7 +215,7 @@ def loss(outs, projections):
 
 def module_checks(report, args):
     """Step 1: every pad mode and (region size, shift), eager fast and plain paths."""
-    from mmhire.analysis.numeric import draw_away_from_kinks, randomize_norms
+    from mmhire.analysis.numeric import draw_away_from_kinks, randomize_norms, rel_error
     from mmhire.models.layers import HireModule
     device = args.device
     torch.manual_seed(0)
@@ -270,7 +261,7 @@ def small_backbones(device, fast=True):
 def backbone_checks(report, args):
     """Step 2: the small HireMLP, fast and plain training step, fused inference."""
     from mmhire import HireMLP
-    from mmhire.analysis.numeric import draw_away_from_kinks
+    from mmhire.analysis.numeric import draw_away_from_kinks, rel_error
     device = args.device
     plain, ref64 = small_backbones(device, fast=False)
     fast = HireMLP(arch=TINY).to(device)
@@ -313,7 +304,7 @@ def autocast(device):
 @torch.no_grad()
 def fp16_checks(report, args):
     """Step 3: fp16 autocast, unit-scale and large activations."""
-    from mmhire.analysis.numeric import randomize_norms
+    from mmhire.analysis.numeric import randomize_norms, rel_error
     from mmhire.models.layers import HireModule
     device = args.device
     fast, ref64 = small_backbones(device)
@@ -349,7 +340,7 @@ def fp16_checks(report, args):
 def fp16_backbone_checks(report, args):
     """Step 4: HireMLP-S at 1024x2048 under fp16 autocast."""
     from mmhire import HireMLP
-    from mmhire.analysis.numeric import randomize_norms
+    from mmhire.analysis.numeric import randomize_norms, rel_error
     device = args.device
     h, w = args.fp16_backbone_size
     torch.manual_seed(0)
@@ -381,7 +372,7 @@ def strict_compile(module):
 
 def compile_module_checks(report, args):
     """Step 5: one compiled Hire module per pad mode, batch 1 and 2, outputs and gradients."""
-    from mmhire.analysis.numeric import draw_away_from_kinks, randomize_norms
+    from mmhire.analysis.numeric import draw_away_from_kinks, randomize_norms, rel_error
     from mmhire.models.layers import HireModule
     device = args.device
     torch.manual_seed(0)
@@ -414,7 +405,7 @@ def compile_module_checks(report, args):
 
 def compile_backbone_checks(report, args):
     """Step 6: the small HireMLP under torch.compile(fullgraph=True)."""
-    from mmhire.analysis.numeric import draw_away_from_kinks
+    from mmhire.analysis.numeric import draw_away_from_kinks, rel_error
     device = args.device
     model, model64 = small_backbones(device)
     # compiled float32 rounds differently from float64: keep both on the same side of every

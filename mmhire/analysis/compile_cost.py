@@ -16,6 +16,7 @@ precompiled header included), and an empty kernel: the floor that every kernel p
 import ast
 import glob
 import json
+import math
 import os
 import re
 import shutil
@@ -78,18 +79,10 @@ def _phase_seconds():
     return {name: round(sum(compilation_time_metrics.get(key, [])), 1) for name, key in PHASES}
 
 
-def _error_against_eager(model, compiled_outs, x) -> float:
-    """The largest difference between the compiled outputs and the eager model's on ``x``,
-    relative to each output's largest value (in training, both use the batch statistics)."""
-    import torch
-    with torch.no_grad():
-        return max(float((a - b).abs().max() / a.abs().max().clamp_min(1e-12))
-                   for a, b in zip(model(x), compiled_outs))
-
-
 def _child(spec):
     """Runs in the fresh process: compile, time the first call, then rebuild kernels."""
     import torch
+    from mmhire.analysis.numeric import rel_error
     from mmhire.models.backbones.hire_mlp import HireMLP
     torch.set_num_threads(spec['threads'])
     torch.manual_seed(0)
@@ -104,7 +97,10 @@ def _child(spec):
         with torch.no_grad():
             outs = net(x)
     first_call = time.perf_counter() - start
-    error = _error_against_eager(model, [out.detach() for out in outs], x)
+    with torch.no_grad():  # the eager model's outputs (in training, batch statistics too)
+        expected = model(x)
+    errors = [rel_error(out, ref) for out, ref in zip(outs, expected)]
+    error = math.nan if any(math.isnan(e) for e in errors) else max(errors)  # NaN: a failure
     kernels = kernel_sources(os.environ['TORCHINDUCTOR_CACHE_DIR'])
     times, empty = rebuild_times(kernels, spec['sample'])
     from torch._inductor import config

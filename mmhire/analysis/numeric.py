@@ -11,11 +11,21 @@ Two things make a float32-vs-float64 comparison meaningless if left alone:
   error and no tolerance should absorb it: :func:`draw_away_from_kinks` redraws such inputs.
 """
 import copy
+import math
 from typing import Callable
 
 import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Largest difference relative to the reference's largest magnitude; NaN when either
+    holds a non-finite value or the shapes differ (a NaN error is a failure, never a pass)."""
+    out, ref = out.detach().double(), ref.detach().double()
+    if out.shape != ref.shape or not (torch.isfinite(out).all() and torch.isfinite(ref).all()):
+        return math.nan
+    return ((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
 
 
 @torch.no_grad()

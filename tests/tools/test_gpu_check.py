@@ -132,13 +132,9 @@ def test_a_nan_error_is_a_failure():
     assert gpu_check.worst([1e-6, 1e-5]) == 1e-5
     assert gpu_check.worst([1e-6, math.inf, math.nan]) == math.inf
     assert sorted([math.nan, 1e-3, 1e-6], key=gpu_check.severity)[:2] == [1e-6, 1e-3]
-    ref = torch.ones(4)
     for bad in (float('nan'), float('inf'), -float('inf')):
         out = torch.tensor([1., 1., bad, 1.])
-        assert math.isnan(gpu_check.rel_error(out, ref))
-        assert math.isnan(gpu_check.rel_error(ref, out))  # a broken reference fails too
         assert '25.0% of the outputs non-finite' in gpu_check.nonfinite_note([out])
-    assert gpu_check.rel_error(torch.tensor([1., 2.]), torch.tensor([1., 4.])) == 0.5
 
 
 def test_the_time_limit_stops_the_run():
