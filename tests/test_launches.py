@@ -152,16 +152,17 @@ def test_default_path_launch_count_is_flat_in_batch():
     """The default (fast) path dispatches the same operators whatever the batch: no per-image
     loop, so a GPU launches as many kernels for 3 images as for 2. It dispatches more than the
     plain path (folding the per-image weights and reading the branch means off the hidden
-    maps are small operators; docs/speed.md has the counts): this bounds how many more, at
-    the ratio measured when the batched formulation was written (1.38x in a forward, 1.64x in
-    a training step), so that a change that adds launches shows up here."""
+    maps are small operators; docs/speed.md has the counts): this bounds how many more, just
+    above the ratio measured on this arch on 2026-12-06 (1.27x in a forward, 1.50x in a
+    training step; 1.38x and 1.64x before), so that a change that adds launches shows up
+    here."""
     forward, train = hire_counts(fast=True)
     assert_flat(forward, 'forward')
     assert_flat(train, 'training-step')
     plain_forward, plain_train = hire_counts(fast=False)
     for mode, fast_counts, plain_counts, bound in (
-            ('forward', forward, plain_forward, 1.4),
-            ('training step', train, plain_train, 1.65)):
+            ('forward', forward, plain_forward, 1.3),
+            ('training step', train, plain_train, 1.52)):
         fast_total, plain_total = (sum(fast_counts[2].values()), sum(plain_counts[2].values()))
         assert fast_total <= bound * plain_total, (
             f'{mode}: default {fast_total}, plain {plain_total}')

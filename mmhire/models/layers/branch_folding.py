@@ -5,14 +5,16 @@ The Hire module ends in ``proj(a_h * h + a_w * w + a_c * ch)``: ``proj`` is a 1x
 map too (``mlp_h2``, ``mlp_w2``, ``mlp_c``). So the module's output is the sum of three products
 whose weights absorb ``proj . diag(a_k)`` (:func:`_combine_folded`), run on maps that exist
 anyway: the region MLPs' hidden maps and the input. ``a`` is a function of the branches' means,
-which :func:`region_branch_mean` reads off the hidden maps without the full-size branch outputs.
+which :func:`branch_mean` reads off the hidden maps without the full-size branch outputs.
 Folding saves ``proj`` (``C^2`` multiply-adds per position) and the weighted sum's passes, and
 costs about ``C^3 (p + 1)`` per image: on maps of fewer than ``C (p + 1)`` positions the branch
-outputs, the weighted sum and ``proj`` run as in the plain path instead (:func:`_combine`).
+outputs, their mean, the weighted sum and ``proj`` run as in the plain path instead
+(:func:`_combine`), which also takes fewer launches there.
 
 Layout: every map is *positions-major*, ``(B, A, L, C)`` with the channels last (a view of the
 backbone's channels-last maps, no copy), and every product is a matrix product over the last
-dimension. The width branch works on ``(B, H, W, C)``, the height branch on its transpose
+dimension (the region MLPs' first maps, shared by all images, as 1x1 convolutions of the
+same memory read as channels-last: one backward launch instead of two or three). The width branch works on ``(B, H, W, C)``, the height branch on its transpose
 ``(B, W, H, C)``, so that both fold an axis of *consecutive* positions: after the shift-and-pad
 gather (:mod:`~mmhire.models.layers.region_rearrange`) the ``p`` tokens of a region sit side by
 side, and ``(B, A, Lp, C)`` read as ``(B, A, R, p * C)`` is the folded map, a view. The region
@@ -20,7 +22,7 @@ MLPs' released weights are *channel-major* (input or output ``c * p + i`` is tok
 channel ``c``); the (small) weights are reordered to the maps' *position-major* order
 (``i * C + c``), not the (large) maps. A folded product's output ``(B, A, R, p * C)`` read as
 ``(B, A, Lp, C)`` is un-folded, again a view, and one gather crops the padding and undoes the
-shift.
+shift (for the width branch of an eager run, a scatter that adds as well).
 
 Every image has its own folded weights, so the products are batched matrix products
 (``baddbmm``: the bias rides along): no loop over images, the same kernels for every batch size.
@@ -60,31 +62,45 @@ def region_hidden(module, lines: torch.Tensor, fc1, norm) -> torch.Tensor:
             lines = torch.where(mask.reshape(-1, 1), lines, 0.)
     k = fc1.out_channels
     weight = fc1.weight.reshape(k, c, p).transpose(1, 2).reshape(k, p * c)  # position-major
-    hidden = F.linear(lines.reshape(b, across, -1, p * c), weight, fc1.bias)
+    folded = lines.reshape(b, across, -1, p * c)
+    if is_graph_capture():  # a product over the last axis: no transpose of the map in ONNX
+        hidden = F.linear(folded, weight, fc1.bias).permute(0, 3, 1, 2)
+    else:  # a 1x1 convolution of the same memory read as channels-last (B, p C, A, R): one
+        # launch in the backward where a matrix product takes two or three, no slower on a CPU
+        hidden = F.conv2d(folded.permute(0, 3, 1, 2), weight[:, :, None, None], fc1.bias)
     # the norm sees (B, K, A, R): channels-last memory, the same positions as the plain path's
-    return module.act(norm(hidden.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+    return module.act(norm(hidden)).permute(0, 2, 3, 1)
 
 
-def region_branch_mean(hidden: torch.Tensor, fc2: torch.nn.Conv2d, length,
-                       region_size: int) -> torch.Tensor:
-    """Mean over the data positions (not the padding) of a region branch's output, ``(B, C)``,
-    from its hidden map ``(B, A, R, K)``, without computing the output.
+def branch_mean(module, x_nhwc: torch.Tensor, hidden_h: torch.Tensor,
+                hidden_w: torch.Tensor) -> torch.Tensor:
+    """Mean over the map of the three branch outputs' sum, ``(B, C)`` (what ``reweight``
+    reads), from the input's mean and the region MLPs' hidden maps ``(B, A, R, K)``, without
+    computing any branch output.
 
-    The output at token ``i`` of a region is ``W_i @ hidden + b_i`` (``fc2``'s weight and bias
-    for token ``i``), so its mean is ``sum_i W_i @ s_i + b_i n_i / L``: ``s_i`` sums the
-    per-region means of ``hidden`` over the ``n_i`` regions whose token ``i`` holds data,
-    divided by the axis' length ``L``. Every factor is a mean or a share, so float16 stays in
-    range.
+    A region branch's output at token ``i`` of a region is ``W_i @ hidden + b_i`` (``fc2``'s
+    weight and bias for token ``i``), so its mean over the data positions (not the padding) is
+    ``sum_i W_i @ s_i + b_i n_i / L``: ``s_i`` sums the per-region means of ``hidden`` over the
+    ``n_i`` regions whose token ``i`` holds data, divided by the axis' length ``L``. Every
+    factor is a mean or a share, so float16 stays in range. The terms accumulate in one chain
+    of ``addmm`` (one launch each, no separate sums).
     """
-    b, _, _, k = hidden.shape
-    p = region_size
-    shares = cached_indices(region_token_weights, length, p, dtype=hidden.dtype,
-                            device=hidden.device)  # (p, R): 1 / L where token i holds data
-    token_means = shares @ hidden.mean(dim=1)  # (B, p, K)
-    c = fc2.out_channels // p
-    bias = fc2.bias.reshape(c, p) @ cached_indices(  # sum_i b_i n_i / L
-        region_token_shares, length, p, dtype=hidden.dtype, device=hidden.device)
-    return F.linear(token_means.reshape(b, p * k), fc2.weight.reshape(c, p * k), bias)
+    b, height, width, c = x_nhwc.shape
+    p = module.region_size
+    branches = ((module.mlp_h2, hidden_h, height), (module.mlp_w2, hidden_w, width))
+    mean = module.mlp_c.bias
+    for fc2, hidden, length in branches:  # the biases' part, sum_i b_i n_i / L: (1, C)
+        shares = cached_indices(region_token_shares, length, p, dtype=hidden.dtype,
+                                device=hidden.device)
+        mean = torch.addmm(mean, shares.reshape(1, p), fc2.bias.reshape(c, p).t())
+    mean = torch.addmm(mean, x_nhwc.mean(dim=(1, 2)), module.mlp_c.weight.reshape(c, c).t())
+    for fc2, hidden, length in branches:
+        k = hidden.shape[3]
+        weights = cached_indices(region_token_weights, length, p, dtype=hidden.dtype,
+                                 device=hidden.device)  # (p, R): 1 / L where token i holds data
+        token_means = weights @ hidden.mean(dim=1)  # (B, p, K): s_i
+        mean = torch.addmm(mean, token_means.reshape(b, p * k), fc2.weight.reshape(c, p * k).t())
+    return mean
 
 
 def _crop(out: torch.Tensor, length, shift: int) -> torch.Tensor:
@@ -93,6 +109,20 @@ def _crop(out: torch.Tensor, length, shift: int) -> torch.Tensor:
     if _is_eager_int(length) and shift % length == 0:
         return out.narrow(2, 0, length)
     return out.index_select(2, cached_indices(crop_index, length, shift, device=out.device))
+
+
+def _add_cropped(out: torch.Tensor, region: torch.Tensor, length, shift: int) -> torch.Tensor:
+    """``out + _crop(region, length, shift)``, both ``(B, A, L, C)``. An eager run with a
+    shift scatters with ``index_add`` instead: one launch for the gather and the add, and a
+    gather as its backward instead of a zero fill and a scatter. A recorded graph keeps the
+    gather (ONNX has no exact scatter-add for it)."""
+    if not _is_eager_int(length) or shift % length == 0:
+        return out + _crop(region, length, shift)
+    if region.shape[2] > length:
+        region = region.narrow(2, 0, length)  # the padding is at the end of the shifted axis
+    # position j of the shifted axis belongs at (j - shift) mod length: crop_index's inverse
+    return out.index_add(2, cached_indices(crop_index, length, -shift, device=out.device),
+                         region)
 
 
 def _position_major(fc2: torch.nn.Conv2d, channels: int):
@@ -108,33 +138,40 @@ def _combine_folded(module, x_nhwc, a, hidden_h, hidden_w):
     branch's last linear map, per image."""
     b, height, width, c = x_nhwc.shape
     p = module.region_size
-    proj = module.proj.weight.reshape(c, c)
-    # (3, B, O, C): proj . diag(a_k), each (O, C) block contiguous for the products below
-    scaled = proj * a.permute(2, 0, 1).contiguous().unsqueeze(2)
+    # proj . diag(a_k) for the height, width and channel branches, each (B, O, C)
+    scaled_h, scaled_w, scaled_c = (module.proj.weight.reshape(c, c)
+                                    * a.transpose(1, 2).unsqueeze(2)).unbind(1)
 
-    def region_branch(scaled_k, fc2, hidden, length):
-        # fc2's bias as one more hidden channel: [(k, i), c] for k < K, [(K, i), c] the bias
-        k = hidden.shape[3]
-        weight = torch.cat([fc2.weight.reshape(c, p, k), fc2.bias.reshape(c, p, 1)], dim=2)
-        weight = weight.permute(2, 1, 0).reshape((k + 1) * p, c)
-        folded = (weight @ scaled_k.transpose(1, 2)).reshape(b, k + 1, p * c)  # [b, k, (i, o)]
-        _, across, regions, _ = hidden.shape
-        out = torch.baddbmm(folded[:, k:], hidden.reshape(b, across * regions, k),
-                            folded[:, :k])  # (B, A R, p O): un-folded, (B, A, Lp, O)
-        return _crop(out.reshape(b, across, -1, c), length, module.shift)
+    def region_branch(scaled_k, fc2, hidden):
+        """The branch's folded product, un-folded: ``(B, A, Lp, O)``."""
+        _, across, regions, k = hidden.shape
+        # (K + 1, p, C), [k, i, c]: fc2's weight position-major, its bias as hidden channel K
+        weight = torch.cat([fc2.weight.reshape(c, p, k).permute(2, 1, 0),
+                            fc2.bias.reshape(1, c, p).transpose(1, 2)])
+        folded_weight, folded_bias = (weight.reshape((k + 1) * p, c)
+                                      @ scaled_k.transpose(1, 2)).reshape(
+            b, k + 1, p * c).split([k, 1], dim=1)  # [b, k, (i, o)]
+        out = torch.baddbmm(folded_bias, hidden.reshape(b, across * regions, k), folded_weight)
+        return out.reshape(b, across, -1, c)
 
-    channel = scaled[2] @ module.mlp_c.weight.reshape(c, c)  # (B, O, C)
+    channel = scaled_c @ module.mlp_c.weight.reshape(c, c)  # (B, O, C)
     channel_bias = torch.baddbmm(module.proj.bias.expand(b, 1, c),  # (B, 1, O)
-                                 module.mlp_c.bias.expand(b, 1, c), scaled[2].transpose(1, 2))
+                                 module.mlp_c.bias.expand(b, 1, c), scaled_c.transpose(1, 2))
     out = torch.baddbmm(channel_bias, x_nhwc.reshape(b, height * width, c),
                         channel.transpose(1, 2)).reshape(b, height, width, c)
-    return (out + region_branch(scaled[1], module.mlp_w2, hidden_w, width)
-            + region_branch(scaled[0], module.mlp_h2, hidden_h, height).transpose(1, 2))
+    out = _add_cropped(out, region_branch(scaled_w, module.mlp_w2, hidden_w), width,
+                       module.shift)
+    # (not _add_cropped: its scatter would return the sum in the height branch's transposed
+    # layout, or hand the branch a gradient it must copy to un-transpose)
+    return out + _crop(region_branch(scaled_h, module.mlp_h2, hidden_h), height,
+                       module.shift).transpose(1, 2)
 
 
-def _combine(module, x_nhwc, a, hidden_h, hidden_w):
-    """The module's output ``(B, H, W, C)`` without folding: the branch outputs, their weighted
-    sum and ``proj``, as in the plain path (the cheaper end on small maps)."""
+def _combine(module, x_nhwc, hidden_h, hidden_w):
+    """The module's output ``(B, H, W, C)`` without folding, as in the plain path: the branch
+    outputs, their weights from their sum's mean, the weighted sum and ``proj``. On the small
+    maps where this runs, a mean of the full-size outputs takes fewer launches than
+    :func:`branch_mean`."""
     b, height, width, c = x_nhwc.shape
 
     def region_branch(fc2, hidden, length):
@@ -142,10 +179,12 @@ def _combine(module, x_nhwc, a, hidden_h, hidden_w):
         out = F.linear(hidden, weight.reshape(-1, weight.shape[2]), bias.reshape(-1))
         return _crop(out.reshape(b, hidden.shape[1], -1, c), length, module.shift)
 
-    a = a.transpose(1, 2).reshape(b, 3, 1, 1, c)
-    mixed = (region_branch(module.mlp_h2, hidden_h, height).transpose(1, 2) * a[:, 0]
-             + region_branch(module.mlp_w2, hidden_w, width) * a[:, 1]
-             + F.linear(x_nhwc, module.mlp_c.weight.reshape(c, c), module.mlp_c.bias) * a[:, 2])
+    h = region_branch(module.mlp_h2, hidden_h, height).transpose(1, 2)
+    w = region_branch(module.mlp_w2, hidden_w, width)
+    ch = F.linear(x_nhwc, module.mlp_c.weight.reshape(c, c), module.mlp_c.bias)
+    a_h, a_w, a_c = (a.reshape(b, 1, 1, c) for a in
+                     module.branch_weights((h + w + ch).mean(dim=(1, 2))).unbind(2))
+    mixed = torch.addcmul(torch.addcmul(ch * a_c, h, a_h), w, a_w)
     return F.linear(mixed, module.proj.weight.reshape(c, c), module.proj.bias)
 
 
@@ -167,11 +206,9 @@ def hire_fast(module, x: torch.Tensor) -> torch.Tensor:
     x_nhwc = x.permute(0, 2, 3, 1)
     hidden_h = region_hidden(module, x_nhwc.transpose(1, 2), module.mlp_h1, module.mlp_h1_norm)
     hidden_w = region_hidden(module, x_nhwc, module.mlp_w1, module.mlp_w1_norm)
-    p = module.region_size
-    mean = (region_branch_mean(hidden_h, module.mlp_h2, height, p)
-            + region_branch_mean(hidden_w, module.mlp_w2, width, p)
-            + F.linear(x_nhwc.mean(dim=(1, 2)), module.mlp_c.weight.reshape(c, c),
-                       module.mlp_c.bias))
-    a = module.reweight(mean.reshape(b, c, 1, 1)).reshape(b, c, 3).softmax(dim=2)
-    combine = _combine_folded if folds_weights(module, height, width) else _combine
-    return combine(module, x_nhwc, a, hidden_h, hidden_w).permute(0, 3, 1, 2)
+    if folds_weights(module, height, width):
+        a = module.branch_weights(branch_mean(module, x_nhwc, hidden_h, hidden_w))
+        out = _combine_folded(module, x_nhwc, a, hidden_h, hidden_w)
+    else:
+        out = _combine(module, x_nhwc, hidden_h, hidden_w)
+    return out.permute(0, 3, 1, 2)

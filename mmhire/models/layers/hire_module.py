@@ -98,17 +98,20 @@ class HireModule(nn.Module):
 
     def _forward_plain(self, x):
         """The released formulation, step by step: the test oracle."""
-        b, c = x.shape[:2]
         h = self._region_mlp(x, 2, self.mlp_h1, self.mlp_h1_norm, self.mlp_h2)
         w = self._region_mlp(x, 3, self.mlp_w1, self.mlp_w1_norm, self.mlp_w2)
         ch = self.mlp_c(x)
 
-        # Branch weights: reweight's 3C outputs read as (C, 3), softmax over the 3 branches.
-        a = (h + w + ch).mean(dim=(2, 3), keepdim=True)
-        a = self.reweight(a).reshape(b, c, 3).softmax(dim=2)
+        a = self.branch_weights((h + w + ch).mean(dim=(2, 3)))
         a = a.permute(2, 0, 1).unsqueeze(-1).unsqueeze(-1)  # (3, B, C, 1, 1)
         x = h * a[0] + w * a[1] + ch * a[2]
         return self.proj(x)
+
+    def branch_weights(self, mean: torch.Tensor) -> torch.Tensor:
+        """The branch weights ``(B, C, 3)`` from the mean ``(B, C)`` of the branch outputs'
+        sum: ``reweight``'s 3C outputs read as (C, 3), softmax over the 3 branches."""
+        b, c = mean.shape
+        return self.reweight(mean.reshape(b, c, 1, 1)).reshape(b, c, 3).softmax(dim=2)
 
     @torch.no_grad()
     def fuse(self, pre_norm=None) -> bool:
