@@ -13,8 +13,9 @@ outputs, their mean, the weighted sum and ``proj`` run as in the plain path inst
 
 Layout: every map is *positions-major*, ``(B, A, L, C)`` with the channels last (a view of the
 backbone's channels-last maps, no copy), and every product is a matrix product over the last
-dimension (the region MLPs' first maps, shared by all images, as 1x1 convolutions of the
-same memory read as channels-last: one backward launch instead of two or three). The width branch works on ``(B, H, W, C)``, the height branch on its transpose
+dimension (in an eager run, the region MLPs' first maps, shared by all images, are 1x1
+convolutions of the same memory read as channels-last: one backward launch instead of two or
+three). The width branch works on ``(B, H, W, C)``, the height branch on its transpose
 ``(B, W, H, C)``, so that both fold an axis of *consecutive* positions: after the shift-and-pad
 gather (:mod:`~mmhire.models.layers.region_rearrange`) the ``p`` tokens of a region sit side by
 side, and ``(B, A, Lp, C)`` read as ``(B, A, R, p * C)`` is the folded map, a view. The region
@@ -202,7 +203,7 @@ def hire_fast(module, x: torch.Tensor) -> torch.Tensor:
     """:class:`~mmhire.models.layers.HireModule` ``module`` on ``x`` ``(B, C, H, W)``: the
     plain path's numbers (see the module docstring). On a channels-last ``x`` the result is
     channels-last and no map is copied to change its layout."""
-    b, c, height, width = x.shape
+    height, width = x.shape[2:]
     x_nhwc = x.permute(0, 2, 3, 1)
     hidden_h = region_hidden(module, x_nhwc.transpose(1, 2), module.mlp_h1, module.mlp_h1_norm)
     hidden_w = region_hidden(module, x_nhwc, module.mlp_w1, module.mlp_w1_norm)

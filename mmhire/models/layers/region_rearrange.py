@@ -17,10 +17,11 @@ first, and ``'constant'`` reads zeros past the end. That keeps the released mode
 circular padding to pads larger than the map (a 1-row map with region size 3), where ``F.pad``
 refuses: the padded positions wrap around modulo the map size.
 
-The indices are built from the sizes with tensor operations only, so a recorder (``torch.jit.trace``,
-whose sizes are 0-d tensors; ``torch.export`` and ``torch.compile``, whose sizes may be
-``SymInt``) records them as part of one graph that serves every size. An eager run with integer
-sizes takes them from a cache instead (:func:`cached_indices`): no kernel launches for them.
+The indices are built from the sizes with tensor operations only, so a recorder
+(``torch.jit.trace``, whose sizes are 0-d tensors; ``torch.export`` and ``torch.compile``, whose
+sizes may be ``SymInt``) records them as part of one graph that serves every size. An eager run
+with integer sizes takes them from a cache instead (:func:`cached_indices`): no kernel launches
+for them.
 """
 import functools
 
