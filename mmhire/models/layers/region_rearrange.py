@@ -72,7 +72,7 @@ def region_token_weights(length, region_size: int, dtype, device=None) -> torch.
     """``(p, R)``: ``1 / length`` where token ``i`` of region ``j`` holds data, 0 where it is
     padding. Applied to a per-region mean of a region MLP's hidden map, it gives each token's
     share of the branch's mean over the data positions
-    (:func:`~mmhire.models.layers.branch_folding.region_branch_mean`); the ``1 / length`` comes
+    (:func:`~mmhire.models.layers.branch_folding.branch_mean`); the ``1 / length`` comes
     first so that nothing is ever a sum over a whole map (float16 ends at 65504)."""
     p = region_size
     regions = padded_length(length, p) // p
