@@ -90,7 +90,9 @@ def branch_mean(module, x_nhwc: torch.Tensor, hidden_h: torch.Tensor,
     p = module.region_size
     branches = ((module.mlp_h2, hidden_h, height), (module.mlp_w2, hidden_w, width))
     mean = module.mlp_c.bias
-    for fc2, hidden, length in branches:  # the biases' part, sum_i b_i n_i / L: (1, C)
+    # the biases' part first, sum_i b_i n_i / L, while the chain is still (1, C): addmm's
+    # input may broadcast up to its product's shape, not down from (B, C) to (1, C)
+    for fc2, hidden, length in branches:
         shares = cached_indices(region_token_shares, length, p, dtype=hidden.dtype,
                                 device=hidden.device)
         mean = torch.addmm(mean, shares.reshape(1, p), fc2.bias.reshape(c, p).t())
