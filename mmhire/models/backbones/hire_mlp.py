@@ -322,9 +322,9 @@ class HireMLP(BaseModule):
         checkpoint.
         """
         if not self.fused:
-            self.eval()
             for m in [m for m in self.modules() if isinstance(m, (ConvNormAct, HireBlock))]:
                 m.fuse()
+            self.eval()  # (after: the modules fusing made are new, in training mode)
             self.fused = True
         return self
 

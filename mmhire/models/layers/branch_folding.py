@@ -38,7 +38,7 @@ region (``p`` = ``region_size``), ``c`` a branch channel (``C``), ``o`` an outpu
 import torch
 import torch.nn.functional as F
 
-from .capture import is_graph_capture
+from .capture import is_exporting, is_graph_capture
 from .region_rearrange import (cached_indices, crop_index, data_mask, region_token_shares,
                                region_token_weights, shift_pad_index)
 
@@ -48,27 +48,47 @@ def _is_eager_int(*sizes) -> bool:
     return not is_graph_capture() and all(isinstance(s, int) for s in sizes)
 
 
-def region_hidden(module, lines: torch.Tensor, fc1, norm) -> torch.Tensor:
-    """The hidden map of a region MLP along the third axis of ``lines`` ``(B, A, L, C)``:
-    shift and pad (one gather, skipped in an eager run with nothing to move), fold (a view),
-    ``fc1``, norm and activation. Returns ``(B, A, R, K)``."""
-    b, across, length, c = lines.shape
+def region_hidden(module, x_nhwc: torch.Tensor, dim: int, fc1, norm) -> torch.Tensor:
+    """The hidden map of a region MLP along ``dim`` of ``x_nhwc`` ``(B, H, W, C)`` (1: height,
+    2: width): shift and pad (one gather, skipped in an eager run with nothing to move), fold,
+    ``fc1``, norm and activation. Returns ``(B, A, R, K)``, ``A`` the other spatial axis.
+
+    The width folds as a view. The height folds on the transposed map ``(B, W, H, C)`` (a view
+    that the gather or the fold copies), except in an export, where a transpose is a full-map
+    ``Transpose`` node: there ``fc1`` is token ``i``'s ``(C, K)`` map applied to ``(B, R, p, W,
+    C)`` and summed over ``i``, and only the (smaller) hidden map is transposed."""
+    rows = dim == 1 and is_exporting()
+    if dim == 1 and not rows:
+        x_nhwc, dim = x_nhwc.transpose(1, 2), 2
+    # channel counts from the module, not the map: ints, so that the weights' reshapes stay
+    # constants in a recorded graph (folded away by an exporter, not run per call)
+    b, c = x_nhwc.shape[0], module.embed_dims
+    length = x_nhwc.shape[dim]
     p, shift = module.region_size, module.shift
     if not (_is_eager_int(length) and shift % length == 0 and length % p == 0):
         index = cached_indices(shift_pad_index, length, p, shift, module.pad_mode,
-                               device=lines.device)
-        lines = lines.index_select(2, index)
+                               device=x_nhwc.device)
+        x_nhwc = x_nhwc.index_select(dim, index)
         if module.pad_mode == 'constant':
-            mask = cached_indices(data_mask, length, p, device=lines.device)
-            lines = torch.where(mask.reshape(-1, 1), lines, 0.)
+            mask = cached_indices(data_mask, length, p, device=x_nhwc.device)
+            x_nhwc = torch.where(mask.reshape([-1] + [1] * (3 - dim)), x_nhwc, 0.)
     k = fc1.out_channels
-    weight = fc1.weight.reshape(k, c, p).transpose(1, 2).reshape(k, p * c)  # position-major
-    folded = lines.reshape(b, across, -1, p * c)
-    if is_graph_capture():  # a product over the last axis: no transpose of the map in ONNX
-        hidden = F.linear(folded, weight, fc1.bias).permute(0, 3, 1, 2)
-    else:  # a 1x1 convolution of the same memory read as channels-last (B, p C, A, R): one
-        # launch in the backward where a matrix product takes two or three, no slower on a CPU
-        hidden = F.conv2d(folded.permute(0, 3, 1, 2), weight[:, :, None, None], fc1.bias)
+    weight = fc1.weight.reshape(k, c, p)
+    if rows:  # (B, R, p, W, C) @ (p, C, K), summed over the tokens: (B, R, W, K)
+        width = x_nhwc.shape[2]
+        hidden = (x_nhwc.reshape(b, -1, p, width, c) @ weight.permute(2, 1, 0)).sum(dim=2)
+        if fc1.bias is not None:
+            hidden = hidden + fc1.bias
+        hidden = hidden.permute(0, 3, 2, 1)  # (B, K, W, R)
+    else:
+        weight = weight.transpose(1, 2).reshape(k, p * c)  # position-major
+        folded = x_nhwc.reshape(b, x_nhwc.shape[1], -1, p * c)
+        if is_graph_capture():  # a product over the last axis: no transpose of the map in ONNX
+            hidden = F.linear(folded, weight, fc1.bias).permute(0, 3, 1, 2)
+        else:  # a 1x1 convolution of the same memory read as channels-last (B, p C, A, R):
+            # one launch in the backward where a matrix product takes two or three, no
+            # slower on a CPU
+            hidden = F.conv2d(folded.permute(0, 3, 1, 2), weight[:, :, None, None], fc1.bias)
     # the norm sees (B, K, A, R): channels-last memory, the same positions as the plain path's
     return module.act(norm(hidden)).permute(0, 2, 3, 1)
 
@@ -86,8 +106,8 @@ def branch_mean(module, x_nhwc: torch.Tensor, hidden_h: torch.Tensor,
     factor is a mean or a share, so float16 stays in range. The terms accumulate in one chain
     of ``addmm`` (one launch each, no separate sums).
     """
-    b, height, width, c = x_nhwc.shape
-    p = module.region_size
+    b, height, width = x_nhwc.shape[:3]
+    c, p = module.embed_dims, module.region_size
     branches = ((module.mlp_h2, hidden_h, height), (module.mlp_w2, hidden_w, width))
     mean = module.mlp_c.bias
     # the biases' part first, sum_i b_i n_i / L, while the chain is still (1, C): addmm's
@@ -96,9 +116,15 @@ def branch_mean(module, x_nhwc: torch.Tensor, hidden_h: torch.Tensor,
         shares = cached_indices(region_token_shares, length, p, dtype=hidden.dtype,
                                 device=hidden.device)
         mean = torch.addmm(mean, shares.reshape(1, p), fc2.bias.reshape(c, p).t())
-    mean = torch.addmm(mean, x_nhwc.mean(dim=(1, 2)), module.mlp_c.weight.reshape(c, c).t())
+    if is_exporting():  # onnxruntime's ReduceMean over two leading axes is slow (13.8 ms
+        # against 2.7 for this product at 200x304x64); 1 / H first, so float16 sums stay small
+        share = torch.ones_like(x_nhwc[:, :, :, 0]).reshape(b, 1, -1) / height
+        x_mean = (share @ x_nhwc.reshape(b, -1, c)).reshape(b, c) / width
+    else:
+        x_mean = x_nhwc.mean(dim=(1, 2))
+    mean = torch.addmm(mean, x_mean, module.mlp_c.weight.reshape(c, c).t())
     for fc2, hidden, length in branches:
-        k = hidden.shape[3]
+        k = fc2.in_channels
         weights = cached_indices(region_token_weights, length, p, dtype=hidden.dtype,
                                  device=hidden.device)  # (p, R): 1 / L where token i holds data
         token_means = weights @ hidden.mean(dim=1)  # (B, p, K): s_i
@@ -106,12 +132,12 @@ def branch_mean(module, x_nhwc: torch.Tensor, hidden_h: torch.Tensor,
     return mean
 
 
-def _crop(out: torch.Tensor, length, shift: int) -> torch.Tensor:
-    """``(B, A, Lp, C)``: the data positions of the third axis, un-shifted (a view in an
-    eager run without shift, one gather otherwise)."""
+def _crop(out: torch.Tensor, length, shift: int, dim: int = 2) -> torch.Tensor:
+    """The data positions of axis ``dim`` of ``out``, un-shifted (a view in an eager run
+    without shift, one gather otherwise)."""
     if _is_eager_int(length) and shift % length == 0:
-        return out.narrow(2, 0, length)
-    return out.index_select(2, cached_indices(crop_index, length, shift, device=out.device))
+        return out.narrow(dim, 0, length)
+    return out.index_select(dim, cached_indices(crop_index, length, shift, device=out.device))
 
 
 def _add_cropped(out: torch.Tensor, region: torch.Tensor, length, shift: int) -> torch.Tensor:
@@ -136,38 +162,49 @@ def _position_major(fc2: torch.nn.Conv2d, channels: int):
     return weight, fc2.bias.reshape(channels, p).t()
 
 
+def _height_rows(module, hidden_h, weight, bias, height, width) -> torch.Tensor:
+    """The height branch's output in an export, ``(B, H, W, O)``, without a transpose of the
+    map: the hidden map ``(B, W, R, K)`` transposed (it is smaller), and for token ``i`` of
+    each region ``hidden @ weight[..., i, :, :] + bias[..., i, :, :]`` (``weight`` ``(..., p,
+    K, O)``, ``bias`` ``(..., p, 1, O)``), which lands positions-major."""
+    b, c = hidden_h.shape[0], module.embed_dims
+    out = hidden_h.transpose(1, 2).unsqueeze(2) @ weight + bias  # (B, R, p, W, O)
+    return _crop(out.reshape(b, -1, width, c), height, module.shift, dim=1)
+
+
 def _combine_folded(module, x_nhwc, a, hidden_h, hidden_w):
     """The module's output ``(B, H, W, C)``, with ``proj . diag(a_k)`` folded into each
     branch's last linear map, per image."""
-    b, height, width, c = x_nhwc.shape
-    p = module.region_size
+    b, height, width = x_nhwc.shape[:3]
+    c, p, k = module.embed_dims, module.region_size, module.mlp_w2.in_channels
     # proj . diag(a_k) for the height, width and channel branches, each (B, O, C)
     scaled_h, scaled_w, scaled_c = (module.proj.weight.reshape(c, c)
                                     * a.transpose(1, 2).unsqueeze(2)).unbind(1)
 
-    def region_branch(scaled_k, fc2, hidden):
-        """The branch's folded product, un-folded: ``(B, A, Lp, O)``."""
-        _, across, regions, k = hidden.shape
+    def folded(scaled_k, fc2):
+        """The branch's folded weight ``(B, K, p O)`` and bias ``(B, 1, p O)``, [b, k, (i, o)]."""
         # (K + 1, p, C), [k, i, c]: fc2's weight position-major, its bias as hidden channel K
         weight = torch.cat([fc2.weight.reshape(c, p, k).permute(2, 1, 0),
                             fc2.bias.reshape(1, c, p).transpose(1, 2)])
-        folded_weight, folded_bias = (weight.reshape((k + 1) * p, c)
-                                      @ scaled_k.transpose(1, 2)).reshape(
-            b, k + 1, p * c).split([k, 1], dim=1)  # [b, k, (i, o)]
-        out = torch.baddbmm(folded_bias, hidden.reshape(b, across * regions, k), folded_weight)
-        return out.reshape(b, across, -1, c)
+        return (weight.reshape((k + 1) * p, c) @ scaled_k.transpose(1, 2)).reshape(
+            b, k + 1, p * c).split([k, 1], dim=1)
 
     channel = scaled_c @ module.mlp_c.weight.reshape(c, c)  # (B, O, C)
     channel_bias = torch.baddbmm(module.proj.bias.expand(b, 1, c),  # (B, 1, O)
                                  module.mlp_c.bias.expand(b, 1, c), scaled_c.transpose(1, 2))
     out = torch.baddbmm(channel_bias, x_nhwc.reshape(b, height * width, c),
                         channel.transpose(1, 2)).reshape(b, height, width, c)
-    out = _add_cropped(out, region_branch(scaled_w, module.mlp_w2, hidden_w), width,
-                       module.shift)
+    weight, bias = folded(scaled_w, module.mlp_w2)
+    out = _add_cropped(out, torch.baddbmm(bias, hidden_w.reshape(b, -1, k), weight).reshape(
+        b, height, -1, c), width, module.shift)
+    weight, bias = folded(scaled_h, module.mlp_h2)
+    if is_exporting():
+        return out + _height_rows(module, hidden_h, weight.reshape(b, 1, k, p, c).transpose(2, 3),
+                                  bias.reshape(b, 1, p, 1, c), height, width)
     # (not _add_cropped: its scatter would return the sum in the height branch's transposed
     # layout, or hand the branch a gradient it must copy to un-transpose)
-    return out + _crop(region_branch(scaled_h, module.mlp_h2, hidden_h), height,
-                       module.shift).transpose(1, 2)
+    h = torch.baddbmm(bias, hidden_h.reshape(b, -1, k), weight).reshape(b, width, -1, c)
+    return out + _crop(h, height, module.shift).transpose(1, 2)
 
 
 def _combine(module, x_nhwc, hidden_h, hidden_w):
@@ -175,14 +212,20 @@ def _combine(module, x_nhwc, hidden_h, hidden_w):
     outputs, their weights from their sum's mean, the weighted sum and ``proj``. On the small
     maps where this runs, a mean of the full-size outputs takes fewer launches than
     :func:`branch_mean`."""
-    b, height, width, c = x_nhwc.shape
+    b, height, width = x_nhwc.shape[:3]
+    c = module.embed_dims
 
     def region_branch(fc2, hidden, length):
         weight, bias = _position_major(fc2, c)
         out = F.linear(hidden, weight.reshape(-1, weight.shape[2]), bias.reshape(-1))
         return _crop(out.reshape(b, hidden.shape[1], -1, c), length, module.shift)
 
-    h = region_branch(module.mlp_h2, hidden_h, height).transpose(1, 2)
+    if is_exporting():
+        weight, bias = _position_major(module.mlp_h2, c)
+        h = _height_rows(module, hidden_h, weight.transpose(1, 2), bias.unsqueeze(1), height,
+                         width)
+    else:
+        h = region_branch(module.mlp_h2, hidden_h, height).transpose(1, 2)
     w = region_branch(module.mlp_w2, hidden_w, width)
     ch = F.linear(x_nhwc, module.mlp_c.weight.reshape(c, c), module.mlp_c.bias)
     a_h, a_w, a_c = (a.reshape(b, 1, 1, c) for a in
@@ -205,13 +248,15 @@ def hire_fast(module, x: torch.Tensor) -> torch.Tensor:
     """:class:`~mmhire.models.layers.HireModule` ``module`` on ``x`` ``(B, C, H, W)``: the
     plain path's numbers (see the module docstring). On a channels-last ``x`` the result is
     channels-last and no map is copied to change its layout."""
-    height, width = x.shape[2:]
-    x_nhwc = x.permute(0, 2, 3, 1)
-    hidden_h = region_hidden(module, x_nhwc.transpose(1, 2), module.mlp_h1, module.mlp_h1_norm)
-    hidden_w = region_hidden(module, x_nhwc, module.mlp_w1, module.mlp_w1_norm)
+    return hire_fast_nhwc(module, x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def hire_fast_nhwc(module, x_nhwc: torch.Tensor) -> torch.Tensor:
+    """:func:`hire_fast` on and to ``(B, H, W, C)``."""
+    height, width = x_nhwc.shape[1:3]
+    hidden_h = region_hidden(module, x_nhwc, 1, module.mlp_h1, module.mlp_h1_norm)
+    hidden_w = region_hidden(module, x_nhwc, 2, module.mlp_w1, module.mlp_w1_norm)
     if folds_weights(module, height, width):
         a = module.branch_weights(branch_mean(module, x_nhwc, hidden_h, hidden_w))
-        out = _combine_folded(module, x_nhwc, a, hidden_h, hidden_w)
-    else:
-        out = _combine(module, x_nhwc, hidden_h, hidden_w)
-    return out.permute(0, 3, 1, 2)
+        return _combine_folded(module, x_nhwc, a, hidden_h, hidden_w)
+    return _combine(module, x_nhwc, hidden_h, hidden_w)

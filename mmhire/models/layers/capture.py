@@ -29,3 +29,10 @@ def is_graph_capture() -> bool:
     ``torch.onnx.export(..., dynamo=False)``), ``torch.export`` (also inside the dynamo ONNX
     exporter) or ``torch.compile``. Sizes may then be symbolic: no Python decision on them."""
     return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def is_exporting() -> bool:
+    """Whether the model is being recorded for a file (ONNX, ``torch.export``) rather than
+    compiled: there a transpose of a map is a copy (a ``Transpose`` node), where an eager run
+    or ``torch.compile`` takes it as a view or fuses it."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()

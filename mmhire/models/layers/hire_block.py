@@ -5,7 +5,9 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
-from .fuse import fuse_bn_conv, fuse_conv_bn, is_foldable_norm
+from .branch_folding import hire_fast_nhwc
+from .capture import counting_plain_path, is_exporting
+from .fuse import bn_scale_shift, fuse_bn_conv, fuse_conv_bn, is_foldable_norm
 from .hire_module import ConvMlp, HireModule
 
 
@@ -37,8 +39,21 @@ class HireBlock(nn.Module):
     def forward(self, x):
         if compiles_blocks_once(self):
             return _eval_block_compiled_once(self, x)
+        if exports_channels_last(self):
+            # the block on (B, H, W, C): the permutes of consecutive blocks cancel in the
+            # file, so a stage's maps change layout once at each end, not in every module
+            return self._forward_nhwc(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def _forward_nhwc(self, x):
+        """The block in eval mode on and to ``(B, H, W, C)``: the norms as per-channel affine
+        maps, the channel MLP as products over the last axis, the fast Hire module."""
+        x = x + hire_fast_nhwc(self.attn, _norm_nhwc(self.norm1, x))
+        mlp = self.mlp
+        hidden = mlp.act(F.linear(_norm_nhwc(self.norm2, x), mlp.fc1.weight.flatten(1),
+                                  mlp.fc1.bias))
+        return x + F.linear(hidden, mlp.fc2.weight.flatten(1), mlp.fc2.bias)
 
     def fuse(self):
         """Fold the block's BatchNorms into its 1x1 convolutions (inference only)."""
@@ -47,6 +62,25 @@ class HireBlock(nn.Module):
         if is_foldable_norm(self.norm2):
             self.mlp.fc1 = fuse_bn_conv(self.norm2, self.mlp.fc1)
             self.norm2 = nn.Identity()
+
+
+def exports_channels_last(block) -> bool:
+    """Whether ``block`` runs on ``(B, H, W, C)``: while an export (ONNX, ``torch.export``)
+    records the fast path in eval mode. In the NCHW graph every Hire module's entry and exit
+    would be a full-map ``Transpose``; eager runs and ``torch.compile`` take them as views."""
+    return (is_exporting() and block.attn.fast and not counting_plain_path()
+            and not any(m.training for m in block.modules()))
+
+
+def _norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm`` (eval mode) applied to the channels of ``(B, H, W, C)``: a BatchNorm as its
+    per-channel affine map, anything else on the NCHW view."""
+    if isinstance(norm, nn.Identity):
+        return x
+    if is_foldable_norm(norm):
+        scale, shift = (t.to(x.dtype) for t in bn_scale_shift(norm))
+        return x * scale + shift
+    return norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
 def _eval_block(block, x):

@@ -46,6 +46,8 @@ def test_fused_backbone_equals_backbone(pad_mode):
     model = randomize_norms(HireMLP(arch=TINY_ARCH, pad_mode=pad_mode)).eval()
     fused = copy.deepcopy(model).fuse()
     assert fused.fused and fused.fuse() is fused  # idempotent
+    # all in eval mode, the modules fusing made too (compile and export check every module)
+    assert not any(m.training for m in fused.modules())
     for size in ((61, 45), (33, 97), (5, 3)):
         compare(model, fused, torch.randn(2, 3, *size))
     compare(model, fused, torch.randn(1, 3, 40, 56).contiguous(memory_format=torch.channels_last))
