@@ -23,7 +23,11 @@ MLPs' released weights are *channel-major* (input or output ``c * p + i`` is tok
 channel ``c``); the (small) weights are reordered to the maps' *position-major* order
 (``i * C + c``), not the (large) maps. A folded product's output ``(B, A, R, p * C)`` read as
 ``(B, A, Lp, C)`` is un-folded, again a view, and one gather crops the padding and undoes the
-shift (for the width branch of an eager run, a scatter that adds as well).
+shift (for the width branch of an eager run, a scatter that adds as well). In an export, where
+a transpose is a full-map copy, the height branch is not transposed: its products apply each
+token's slice of the weights to the rows of the map (:func:`region_hidden`,
+:func:`_height_rows`), and the block around the module stays ``(B, H, W, C)``
+(:class:`~mmhire.models.layers.HireBlock`).
 
 Every image has its own folded weights, so the products are batched matrix products
 (``baddbmm``: the bias rides along): no loop over images, the same kernels for every batch size.

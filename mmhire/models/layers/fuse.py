@@ -16,14 +16,15 @@ def is_foldable_norm(norm) -> bool:
         norm.running_mean is not None
 
 
-def bn_scale_shift(bn: _BatchNorm):
-    """``(s, t)`` with ``bn(x) == s * x + t`` per channel, in eval mode."""
-    scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+def bn_scale_shift(bn: _BatchNorm, dtype: torch.dtype = torch.float64):
+    """``(s, t)`` with ``bn(x) == s * x + t`` per channel, in eval mode, computed in
+    ``dtype``."""
+    scale = torch.rsqrt(bn.running_var.to(dtype) + bn.eps)
     if bn.affine:
-        scale = scale * bn.weight.double()
-    shift = -bn.running_mean.double() * scale
+        scale = scale * bn.weight.to(dtype)
+    shift = -bn.running_mean.to(dtype) * scale
     if bn.affine:
-        shift = shift + bn.bias.double()
+        shift = shift + bn.bias.to(dtype)
     return scale, shift
 
 

@@ -78,7 +78,7 @@ def _norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if isinstance(norm, nn.Identity):
         return x
     if is_foldable_norm(norm):
-        scale, shift = (t.to(x.dtype) for t in bn_scale_shift(norm))
+        scale, shift = bn_scale_shift(norm, x.dtype)  # (no float64 in a recorded graph)
         return x * scale + shift
     return norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
