@@ -49,6 +49,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 TINY_ARCH = dict(depths=[1, 2, 2, 1], embed_dims=[8, 16, 24, 32])
 
 
+def record_as_exported(monkeypatch):
+    """From here on in the test, eager runs take the formulation an export (ONNX,
+    ``torch.export``) records: the Hire modules' and blocks' checks answer as under one."""
+    from mmhire.models.layers import branch_folding, hire_block
+    monkeypatch.setattr(branch_folding, 'is_graph_capture', lambda: True)
+    for module in (branch_folding, hire_block):
+        monkeypatch.setattr(module, 'is_exporting', lambda: True)
+
+
 def stage_sides(length):
     """The documented size rule, written out independently of the backbone: stem
     max(1, (L + 1) // 4), then ceil(L / 2) per stage."""

@@ -50,10 +50,7 @@ class HireBlock(nn.Module):
         """The block in eval mode on and to ``(B, H, W, C)``: the norms as per-channel affine
         maps, the channel MLP as products over the last axis, the fast Hire module."""
         x = x + hire_fast_nhwc(self.attn, _norm_nhwc(self.norm1, x))
-        mlp = self.mlp
-        hidden = mlp.act(F.linear(_norm_nhwc(self.norm2, x), mlp.fc1.weight.flatten(1),
-                                  mlp.fc1.bias))
-        return x + F.linear(hidden, mlp.fc2.weight.flatten(1), mlp.fc2.bias)
+        return x + self.mlp.forward_nhwc(_norm_nhwc(self.norm2, x))
 
     def fuse(self):
         """Fold the block's BatchNorms into its 1x1 convolutions (inference only)."""

@@ -1,6 +1,7 @@
 """The Hire module: token mixing of Hire-MLP along height, width and channels."""
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
 from .branch_folding import hire_fast
@@ -28,6 +29,12 @@ class ConvMlp(nn.Module):
             # (docs/speed.md); recorded graphs keep the plain form (no transposes in ONNX)
             return self.fc2(self.act(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
         return self.fc2(self.act(x))
+
+    def forward_nhwc(self, x: torch.Tensor) -> torch.Tensor:
+        """On and to ``(B, H, W, C)``: the 1x1 convolutions as products over the last axis
+        (what an export records, see :class:`~mmhire.models.layers.HireBlock`)."""
+        hidden = self.act(F.linear(x, self.fc1.weight.flatten(1), self.fc1.bias))
+        return F.linear(hidden, self.fc2.weight.flatten(1), self.fc2.bias)
 
 
 class HireModule(nn.Module):

@@ -3,9 +3,10 @@ import copy
 
 import pytest
 import torch
+from conftest import record_as_exported
 from numeric import assert_rel_close, randomize_norms
 
-from mmhire.models.layers import HireBlock, branch_folding, hire_block
+from mmhire.models.layers import HireBlock, hire_block
 
 
 @pytest.mark.parametrize('norm_cfg,fused', [(dict(type='BN'), False), (dict(type='BN'), True),
@@ -24,9 +25,7 @@ def test_block_as_exported_equals_block(pad_mode, norm_cfg, fused, monkeypatch):
     x = torch.randn(2, 8, 7, 10)
     with torch.no_grad():
         expected = block(x)
-        for module in (hire_block, branch_folding):
-            monkeypatch.setattr(module, 'is_exporting', lambda: True)
-        monkeypatch.setattr(branch_folding, 'is_graph_capture', lambda: True)
+        record_as_exported(monkeypatch)
         assert hire_block.exports_channels_last(block)
         got = block(x)
         assert not hire_block.exports_channels_last(copy.deepcopy(block).train())

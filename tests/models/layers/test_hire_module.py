@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import TINY_ARCH
+from conftest import TINY_ARCH, record_as_exported
 from numeric import assert_rel_close, randomize_norms
 
 from mmhire import HireMLP
@@ -36,8 +36,7 @@ def test_fast_equals_plain(pad_mode, shift, region_size, mode, end, monkeypatch)
     training = mode == 'train'
     monkeypatch.setattr(branch_folding, 'folds_weights', lambda *args: end == 'folded')
     if mode == 'eval-as-exported':
-        monkeypatch.setattr(branch_folding, 'is_graph_capture', lambda: True)
-        monkeypatch.setattr(branch_folding, 'is_exporting', lambda: True)
+        record_as_exported(monkeypatch)
     plain, fast = randomized_pair(8, region_size, shift, pad_mode, torch.float64)
     plain.train(training), fast.train(training)
     for batch, height, width in SIZES:
@@ -116,8 +115,7 @@ def test_float16_autocast_with_large_activations(size, monkeypatch):
         for name, module in (('plain', plain), ('fast', fast), ('fused', fused),
                              ('as exported', fast)):
             if name == 'as exported':
-                monkeypatch.setattr(branch_folding, 'is_graph_capture', lambda: True)
-                monkeypatch.setattr(branch_folding, 'is_exporting', lambda: True)
+                record_as_exported(monkeypatch)
             with torch.autocast('cpu', dtype=torch.float16):
                 got = module(x)
             assert got.dtype == torch.float16, name
